@@ -1,0 +1,1 @@
+"""Command-line entry points (the small scripts in bin/ call ``main()`` here)."""

@@ -1,0 +1,148 @@
+"""ot-submit: validate a job config, then submit it (or show it with --dry-run).
+
+    ot-submit --config demo.env --wait
+    ot-submit --config gsm8k.env --num-nodes 4 -S trainer.epochs=1 --dry-run
+    ot-submit --config gsm8k.env --show-config
+
+Exit codes: 0 submitted (with --wait: the job completed), 1 Slurm refused or failed
+(with --wait: the job's exit code, or 1), 2 bad input (every problem listed, one per
+line; nothing written or submitted).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Dict, List, Optional
+
+from ..config import SETTINGS, ConfigError, format_config, format_settings_table, load_config
+from .common import EXIT_OK, EXIT_USAGE, UsageError, make_parser, run_main, scheduler_from_args
+
+PROG = "ot-submit"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(PROG, "Validate a SkyRL job config and submit it to Slurm. Every "
+                         "setting can come from the job config (KEY=value), the site env "
+                         "file or a flag; flags win.")
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="job config (an env file): path, or a name found in envs/ "
+                        "(e.g. gsm8k.env, demo)")
+    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="SkyRL/Hydra override, passed verbatim (repeatable); "
+                        "+key=value adds a key SkyRL's config does not have")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="print the job description, batch script, spec and trainer "
+                        "command; write and submit nothing")
+    parser.add_argument("--show-config", action="store_true",
+                        help="print every setting with where its value came from, then exit")
+    parser.add_argument("--list-settings", action="store_true",
+                        help="list every setting (env key, flag, default), then exit")
+    parser.add_argument("--wait", action="store_true",
+                        help="follow the job to its end; exit with its result")
+    group = parser.add_argument_group("settings (also KEY=value in the job config)")
+    for setting in SETTINGS:
+        names = [setting.flag]
+        underscored = setting.flag.replace("-", "_").replace("__", "--", 1)
+        if underscored != setting.flag:
+            names.append(underscored)  # the legacy launcher's spelling: --num_nodes
+        if setting.short:
+            names.insert(0, setting.short)
+        if setting.kind == "bool":
+            group.add_argument(*names, dest=setting.key, action="store_const", const="true",
+                               default=None, help=f"{setting.help} [{setting.key}]")
+        else:
+            group.add_argument(*names, dest=setting.key, metavar=setting.key, default=None,
+                               choices=setting.choices or None,
+                               help=f"{setting.help} [{setting.key}]")
+    return parser
+
+
+def _cli_settings(args: argparse.Namespace) -> Dict[str, str]:
+    return {s.key: getattr(args, s.key) for s in SETTINGS if getattr(args, s.key) is not None}
+
+
+def _print_problems(lines: List[str], warnings: List[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+    print(f"{PROG}: {len(lines)} problem(s); nothing was written or submitted", file=sys.stderr)
+
+
+def _hostnames() -> List[str]:
+    hostname = socket.gethostname()
+    try:
+        fqdn = socket.getfqdn()
+    except OSError:
+        fqdn = hostname
+    return [hostname, fqdn]
+
+
+def body(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_settings:
+        sys.stdout.write(format_settings_table())
+        return EXIT_OK
+
+    from ..clusters import ClusterError
+
+    hostname, fqdn = _hostnames()
+    try:
+        config = load_config(args.config, _cli_settings(args), args.overrides,
+                             hostname=hostname, fqdn=fqdn)
+    except (ConfigError, ClusterError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.show_config:
+        sys.stdout.write(format_config(config))
+        if config.problems:
+            _print_problems([p.line() for p in config.problems], [])
+            return EXIT_USAGE
+        return EXIT_OK
+
+    from .. import submission
+
+    try:
+        request = submission.build(config)
+    except submission.ValidationFailed as failed:
+        _print_problems([p.line() for p in failed.problems], list(failed.warnings))
+        return EXIT_USAGE
+    for warning in request.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.dry_run:
+        sys.stdout.write(submission.dryrun(request))
+        return EXIT_OK
+
+    scheduler = scheduler_from_args(args)
+    submitted = submission.schedule(request, scheduler)
+    job = request.job
+    print(f"submitted job {submitted.job_id} ({job.job_name}) on {job.cluster.name}"
+          f"{'/' + job.partition if job.partition else ''}: {job.num_nodes} node(s), "
+          f"time limit {job.time_limit_minutes} min{', held' if job.hold else ''}")
+    print(f"log:   {submitted.log_path}")
+    print(f"spec:  {submitted.spec_path}")
+    print(f"watch: ot-status {submitted.job_id}    (or: tail -F {submitted.log_path})")
+    sys.stdout.flush()
+    if not args.wait:
+        return EXIT_OK
+
+    def report(record) -> None:
+        print(submission.describe_record(record), file=sys.stderr, flush=True)
+
+    record = submission.wait_for_job(scheduler, submitted.job_id,
+                                     requeue=request.job_request.requeue, on_change=report)
+    code = submission.exit_code_for(record)
+    print(f"job {submitted.job_id} finished: {record.state.value} (exit {code}); "
+          f"log: {submitted.log_path}")
+    return code
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_main(body, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

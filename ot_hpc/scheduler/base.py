@@ -1,0 +1,250 @@
+"""The one narrow interface ot-hpc uses to talk to Slurm.
+
+Everything above this layer (ot-submit, the runner, the monitoring commands)
+speaks in :class:`JobRequest`, :class:`JobRecord` and :class:`JobState`; only the
+backends (``cli.py``: Slurm's commands, ``pyslurm_backend.py``: pyslurm's C-API
+bindings) know how Slurm is reached.
+"""
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+
+class JobState(str, enum.Enum):
+    """Normalized Slurm job state. Anything we do not know becomes UNKNOWN."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETING = "COMPLETING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    NODE_FAIL = "NODE_FAIL"
+    BOOT_FAIL = "BOOT_FAIL"
+    PREEMPTED = "PREEMPTED"
+    DEADLINE = "DEADLINE"
+    REQUEUED = "REQUEUED"
+    SUSPENDED = "SUSPENDED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_active(self) -> bool:
+        """Still in the queue: pending, running, or about to run again."""
+        return self in ACTIVE_STATES
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED_STATES
+
+    @property
+    def is_failure(self) -> bool:
+        """Finished without success (what ot-sfail lists)."""
+        return self in FAILURE_STATES
+
+
+ACTIVE_STATES = frozenset(
+    {JobState.PENDING, JobState.RUNNING, JobState.COMPLETING, JobState.REQUEUED, JobState.SUSPENDED}
+)
+FAILURE_STATES = frozenset(
+    {
+        JobState.FAILED,
+        JobState.TIMEOUT,
+        JobState.OUT_OF_MEMORY,
+        JobState.NODE_FAIL,
+        JobState.BOOT_FAIL,
+        JobState.DEADLINE,
+        JobState.PREEMPTED,
+    }
+)
+FINISHED_STATES = FAILURE_STATES | {JobState.COMPLETED, JobState.CANCELLED}
+
+# Slurm's long names and squeue's short codes; keys are upper case.
+_STATE_ALIASES: Dict[str, JobState] = {
+    "PD": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,  # nodes allocated, still booting: no user code yet
+    "CF": JobState.PENDING,
+    "R": JobState.RUNNING,
+    "CG": JobState.COMPLETING,
+    "CD": JobState.COMPLETED,
+    "F": JobState.FAILED,
+    "CA": JobState.CANCELLED,
+    "TO": JobState.TIMEOUT,
+    "OOM": JobState.OUT_OF_MEMORY,
+    "OUT_OF_ME": JobState.OUT_OF_MEMORY,  # sacct without -P truncates to OUT_OF_ME+
+    "NF": JobState.NODE_FAIL,
+    "BF": JobState.BOOT_FAIL,
+    "PR": JobState.PREEMPTED,
+    "DL": JobState.DEADLINE,
+    "RQ": JobState.REQUEUED,
+    "REQUEUE_HOLD": JobState.REQUEUED,
+    "RH": JobState.REQUEUED,
+    "REQUEUE_FED": JobState.REQUEUED,
+    "RF": JobState.REQUEUED,
+    "S": JobState.SUSPENDED,
+    "STOPPED": JobState.SUSPENDED,
+    "ST": JobState.SUSPENDED,
+}
+
+
+def normalize_state(raw: Optional[str]) -> JobState:
+    """Map any Slurm state spelling to a :class:`JobState`; never raises.
+
+    Handles ``CANCELLED by 0``, truncated ``OUT_OF_ME+``, squeue's short codes,
+    lower case, and combined spellings such as ``RUNNING+COMPLETING`` (first wins).
+    """
+    if not raw:
+        return JobState.UNKNOWN
+    word = str(raw).strip().split()[0].upper() if str(raw).strip() else ""
+    word = word.rstrip("+").split("+")[0].split(",")[0]
+    try:
+        return JobState(word)
+    except ValueError:
+        return _STATE_ALIASES.get(word, JobState.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything ot-hpc ever asks Slurm for when it submits a batch job."""
+
+    script: str
+    name: str
+    nodes: int
+    time_limit_minutes: int
+    environment: Mapping[str, str]
+    ntasks_per_node: int = 1
+    cpus_per_task: Optional[int] = None
+    gpus_per_node: int = 0
+    memory_per_node_mb: Optional[int] = None
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    exclude_nodes: Tuple[str, ...] = ()
+    output_path: Optional[str] = None  # stdout and stderr together
+    working_directory: Optional[str] = None
+    signal_name: Optional[str] = None  # e.g. "USR2": sent before the time limit
+    signal_seconds_before_end: int = 0
+    signal_batch_only: bool = True  # deliver to the batch script only ("B:" in Slurm)
+    requeue: bool = False
+    hold: bool = False  # submit held (priority 0): stays PENDING until released
+
+    def __post_init__(self) -> None:
+        if not self.script.startswith("#!"):
+            raise ValueError("JobRequest.script must start with '#!'")
+        if self.nodes < 1:
+            raise ValueError("JobRequest.nodes must be >= 1")
+        if self.time_limit_minutes < 1:
+            raise ValueError("JobRequest.time_limit_minutes must be >= 1")
+
+    @property
+    def ntasks(self) -> int:
+        return self.nodes * self.ntasks_per_node
+
+    @property
+    def signal_spec(self) -> Optional[str]:
+        """Slurm's ``--signal`` value, e.g. ``B:USR2@300``; None without a signal."""
+        if not self.signal_name:
+            return None
+        prefix = "B:" if self.signal_batch_only else ""
+        return f"{prefix}{self.signal_name}@{self.signal_seconds_before_end}"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as the controller or accounting knows it."""
+
+    job_id: int
+    name: str
+    user: str
+    state: JobState
+    raw_state: str = ""
+    reason: Optional[str] = None  # pending/state reason code, None when there is none
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    node_count: int = 0
+    node_list: str = ""  # compressed, e.g. "n[1-2]"; "" when no nodes allocated
+    time_limit_minutes: Optional[int] = None  # None: unlimited or unknown
+    elapsed_seconds: Optional[int] = None
+    time_left_seconds: Optional[int] = None
+    submit_time: Optional[datetime] = None
+    start_time: Optional[datetime] = None
+    end_time: Optional[datetime] = None
+    exit_code: Optional[int] = None
+    exit_signal: Optional[int] = None
+    stdout_path: Optional[str] = None
+    restart_count: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict (states by name, times as ISO 8601)."""
+        out = asdict(self)
+        out["state"] = self.state.value
+        for key in ("submit_time", "start_time", "end_time"):
+            value = getattr(self, key)
+            out[key] = value.isoformat() if value else None
+        out["extra"] = dict(self.extra)
+        return out
+
+
+class SchedulerError(Exception):
+    """Slurm refused or failed; ``str()`` is one line carrying Slurm's own message."""
+
+
+class ControllerUnreachable(SchedulerError):
+    """slurmctld did not answer (after retries)."""
+
+
+class AccountingUnavailable(SchedulerError):
+    """The cluster has no job accounting (no slurmdbd), so history cannot be read."""
+
+
+class BackendUnavailable(Exception):
+    """A backend was asked for but cannot be used here (e.g. pyslurm does not import)."""
+
+
+class Scheduler(abc.ABC):
+    """The narrow interface. Backends implement every method."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def submit(self, request: JobRequest) -> int:
+        """Submit a batch job; return its id. Raises SchedulerError with Slurm's message."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: int) -> Optional[JobRecord]:
+        """One job from the controller, else from accounting; None if neither knows it."""
+
+    @abc.abstractmethod
+    def list_jobs(
+        self,
+        user: Optional[str] = None,
+        account: Optional[str] = None,
+        include_finished: bool = False,
+    ) -> List[JobRecord]:
+        """Jobs the controller knows (pending/running; with include_finished also the
+        finished ones it still remembers, for MinJobAge). Filtered by user/account."""
+
+    @abc.abstractmethod
+    def list_finished_jobs(
+        self, user: Optional[str], start: datetime, end: datetime
+    ) -> List[JobRecord]:
+        """Allocations (no steps) from accounting that ended within [start, end], newest
+        first. ``user=None`` means every user. Raises AccountingUnavailable."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: int) -> None:
+        """Cancel a job; a job that is unknown or already finished is not an error."""
+
+    @abc.abstractmethod
+    def requeue(self, job_id: int) -> None:
+        """Requeue a running (or finished, requeueable) batch job under the same id."""
+
+    @abc.abstractmethod
+    def release(self, job_id: int) -> None:
+        """Release a held job."""

@@ -1,0 +1,519 @@
+"""The pyslurm backend: Slurm's C API through pyslurm 25.11.x (no subprocess).
+
+Every pyslurm name used here was read from the pyslurm 25.11.2 sources; see
+``docs/pyslurm-25.11.2-api.md`` for the file and line of each. pyslurm is imported
+lazily (importing this module stays cheap) and only after checking that a Slurm
+configuration file exists: ``import pyslurm`` with a wrong ``SLURM_CONF`` hangs for
+about a minute and then ends the whole process with status 1.
+
+Mapping (pure functions, unit-tested without pyslurm): :func:`submit_kwargs`,
+:func:`record_from_job` (``pyslurm.Job``), :func:`record_from_db_job`
+(``pyslurm.db.Job``).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import signal as _signal
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .base import (
+    AccountingUnavailable,
+    BackendUnavailable,
+    ControllerUnreachable,
+    JobRecord,
+    JobRequest,
+    JobState,
+    Scheduler,
+    SchedulerError,
+    normalize_state,
+)
+
+SUPPORTED_PYSLURM_SERIES = "25.11."
+# Controller unreachable: pause this long before each retry, then give up.
+RETRY_PAUSES_SECONDS: Tuple[float, ...] = (0.2, 0.5, 1.0)
+# Where libslurm looks for slurm.conf when $SLURM_CONF is unset: the usual compiled
+# defaults (distribution packages, source builds) and the configless cache of
+# slurmd/sackd.
+DEFAULT_CONFIG_PATHS: Tuple[str, ...] = (
+    "/etc/slurm/slurm.conf",
+    "/usr/local/etc/slurm.conf",
+    "/etc/slurm-llnl/slurm.conf",
+    "/run/slurm/conf/slurm.conf",
+)
+# pyslurm drops an empty environment dict and then exports the submitting process's
+# whole environment ("ALL"; submission.pyx _set_defaults). This keeps it a dict.
+EMPTY_ENVIRONMENT_MARKER = {"OT_HPC_EXPLICIT_ENVIRONMENT": "1"}
+
+# Slurm error numbers (slurm_errno.h; pyslurm re-exports them at top level through
+# ``from pyslurm.deprecated import *``). Used only when the module lacks the name.
+_ERRNO_DEFAULTS = {
+    "SLURM_COMMUNICATIONS_CONNECTION_ERROR": 1001,
+    "SLURM_COMMUNICATIONS_SEND_ERROR": 1002,
+    "SLURM_COMMUNICATIONS_RECEIVE_ERROR": 1003,
+    "SLURM_COMMUNICATIONS_SHUTDOWN_ERROR": 1004,
+    "SLURMCTLD_COMMUNICATIONS_CONNECTION_ERROR": 1800,
+    "SLURMCTLD_COMMUNICATIONS_SEND_ERROR": 1801,
+    "SLURMCTLD_COMMUNICATIONS_RECEIVE_ERROR": 1802,
+    "SLURMCTLD_COMMUNICATIONS_SHUTDOWN_ERROR": 1803,
+    "SLURMCTLD_COMMUNICATIONS_BACKOFF": 1804,
+    "SLURM_PROTOCOL_SOCKET_IMPL_TIMEOUT": 5004,
+    "ESLURM_INVALID_JOB_ID": 2017,
+}
+# Nothing was sent: safe to retry even a submission.
+_CONNECT_ERRNO_NAMES = (
+    "SLURM_COMMUNICATIONS_CONNECTION_ERROR",
+    "SLURMCTLD_COMMUNICATIONS_CONNECTION_ERROR",
+    "SLURMCTLD_COMMUNICATIONS_BACKOFF",
+)
+# The request may have reached slurmctld: retried for reads and idempotent controls.
+_UNREACHABLE_ERRNO_NAMES = _CONNECT_ERRNO_NAMES + (
+    "SLURM_COMMUNICATIONS_SEND_ERROR",
+    "SLURM_COMMUNICATIONS_RECEIVE_ERROR",
+    "SLURM_COMMUNICATIONS_SHUTDOWN_ERROR",
+    "SLURMCTLD_COMMUNICATIONS_SEND_ERROR",
+    "SLURMCTLD_COMMUNICATIONS_RECEIVE_ERROR",
+    "SLURMCTLD_COMMUNICATIONS_SHUTDOWN_ERROR",
+    "SLURM_PROTOCOL_SOCKET_IMPL_TIMEOUT",
+)
+_CONNECT_MARKERS = (
+    "unable to contact slurm controller (connect failure)",
+    "communication connection failure",
+    "rate limit exceeded, please retry momentarily",
+    "connection refused",
+)
+_UNREACHABLE_MARKERS = _CONNECT_MARKERS + (
+    "unable to contact slurm controller",
+    "socket timed out",
+    "connection timed out",
+    "message send failure",
+    "message receive failure",
+)
+_UNKNOWN_JOB_MARKERS = ("invalid job id specified",)
+_NO_REASON = ("", "None", "none", "(null)")
+_NO_NODES = ("", "None assigned", "(null)", "None")
+_MAX_EPOCH = 0xFFFFFFFE  # NO_VAL/INFINITE leaking through as a time
+
+
+# -- loading pyslurm ------------------------------------------------------------------
+def one_line(text: object) -> str:
+    """Any message as a single line (Slurm messages sometimes span several)."""
+    return " ".join(str(text).split())
+
+
+def slurm_config_problem(environ: Optional[Mapping[str, str]] = None,
+                         exists: Callable[[str], bool] = os.path.isfile) -> Optional[str]:
+    """Why ``import pyslurm`` would hang and kill the process, or None if it would not.
+
+    libslurm reads ``$SLURM_CONF`` (else its compiled-in default) when pyslurm is
+    imported; a missing file is not an exception but a ~60 s hang and ``exit(1)``.
+    """
+    environ = os.environ if environ is None else environ
+    configured = environ.get("SLURM_CONF")
+    if configured:
+        if not exists(configured):
+            return (f"SLURM_CONF={configured} does not exist (importing pyslurm would hang "
+                    f"and exit the process): point SLURM_CONF at your cluster's slurm.conf")
+        return None
+    if any(exists(path) for path in DEFAULT_CONFIG_PATHS):
+        return None
+    return ("no Slurm configuration found: SLURM_CONF is unset and none of "
+            + ", ".join(DEFAULT_CONFIG_PATHS)
+            + " exists; set SLURM_CONF to your cluster's slurm.conf")
+
+
+def import_pyslurm(environ: Optional[Mapping[str, str]] = None,
+                   exists: Callable[[str], bool] = os.path.isfile,
+                   importer: Callable[[str], Any] = importlib.import_module) -> Any:
+    """Import the real pyslurm, or raise BackendUnavailable with a one-line reason."""
+    problem = slurm_config_problem(environ, exists)
+    if problem:
+        raise BackendUnavailable(f"pyslurm backend unavailable: {problem}")
+    try:
+        module = importer("pyslurm")
+    except Exception as exc:  # ImportError, OSError (libslurm ABI), RuntimeError, ...
+        raise BackendUnavailable(
+            f"pyslurm cannot be imported: {type(exc).__name__}: {one_line(exc)}"
+        ) from None
+    return module
+
+
+def check_pyslurm_module(module: Any) -> None:
+    """The backend is written against pyslurm 25.11.x; refuse anything else clearly."""
+    version = str(getattr(module, "__version__", ""))
+    if not version.startswith(SUPPORTED_PYSLURM_SERIES):
+        raise BackendUnavailable(
+            f"pyslurm {version or '(unknown version)'} found, but this backend is written "
+            f"against pyslurm {SUPPORTED_PYSLURM_SERIES}x (Slurm 25.11)"
+        )
+    missing = [name for name in ("Job", "Jobs", "JobSubmitDescription", "RPCError", "db")
+               if not hasattr(module, name)]
+    if missing:
+        raise BackendUnavailable(f"pyslurm module lacks {', '.join(missing)}: not pyslurm 25.11?")
+
+
+# -- JobRequest -> JobSubmitDescription -----------------------------------------------
+def signal_for_pyslurm(request: JobRequest) -> Optional[str]:
+    """``--signal`` in the string form pyslurm parses (submission.pyx
+    ``_parse_signal_str_to_dict``): ``[B:]SIG<NAME>@<seconds>``.
+
+    pyslurm resolves names with ``signal.Signals[name]``, so ``USR2`` is rejected and
+    ``SIGUSR2`` (or the number) is needed; the dict form would skip that lookup.
+    """
+    if not request.signal_name:
+        return None
+    name = request.signal_name.strip().upper()
+    if not name.isdigit() and not name.startswith("SIG"):
+        name = "SIG" + name
+    if not name.isdigit() and name not in _signal.Signals.__members__:
+        raise SchedulerError(f"unknown signal {request.signal_name!r} for --signal")
+    prefix = "B:" if request.signal_batch_only else ""
+    return f"{prefix}{name}@{int(request.signal_seconds_before_end)}"
+
+
+def submit_kwargs(request: JobRequest) -> Dict[str, Any]:
+    """Keyword arguments for ``pyslurm.JobSubmitDescription`` (attribute names from
+    submission.pxd; types from submission.pyx ``_create_job_submit_desc``)."""
+    environment = {str(key): str(value) for key, value in dict(request.environment).items()}
+    kwargs: Dict[str, Any] = {
+        "name": request.name,
+        "script": request.script,
+        "nodes": int(request.nodes),
+        # nodes alone gives ONE task: srun would run on one node only.
+        "ntasks": int(request.ntasks),
+        "ntasks_per_node": int(request.ntasks_per_node),
+        # An int is minutes; a digit *string* ends in a TypeError inside pyslurm.
+        "time_limit": int(request.time_limit_minutes),
+        # Always a non-empty dict: a falsy value becomes "ALL" (whole environment) and a
+        # string other than "ALL" makes slurmd load the user's login environment.
+        "environment": environment or dict(EMPTY_ENVIRONMENT_MARKER),
+        "is_requeueable": bool(request.requeue),
+    }
+    if request.cpus_per_task:
+        kwargs["cpus_per_task"] = int(request.cpus_per_task)
+    if request.gpus_per_node:
+        kwargs["gres_per_node"] = f"gpu:{int(request.gpus_per_node)}"
+    if request.memory_per_node_mb:
+        kwargs["memory_per_node"] = int(request.memory_per_node_mb)  # MiB
+    if request.partition:
+        kwargs["partitions"] = request.partition
+    if request.account:
+        kwargs["account"] = request.account
+    if request.qos:
+        kwargs["qos"] = request.qos
+    if request.exclude_nodes:
+        kwargs["excluded_nodes"] = list(request.exclude_nodes)
+    if request.output_path:
+        kwargs["standard_output"] = request.output_path  # stderr follows when unset
+    if request.working_directory:
+        kwargs["working_directory"] = request.working_directory
+    signal_value = signal_for_pyslurm(request)
+    if signal_value:
+        kwargs["signal"] = signal_value
+    if request.hold:
+        kwargs["priority"] = 0  # u32(priority, zero_is_noval=False): held
+    return kwargs
+
+
+# -- pyslurm objects -> JobRecord -----------------------------------------------------
+def epoch_to_datetime(value: Any) -> Optional[datetime]:
+    """A pyslurm unix timestamp as an aware local datetime; 0/None/NO_VAL -> None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        return None
+    if seconds <= 0 or seconds >= _MAX_EPOCH:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).astimezone()
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _minutes_or_none(value: Any) -> Optional[int]:
+    """Time limit in minutes; pyslurm gives None for unlimited (and db.Job gives the
+    string "PartitionLimit" when the job used the partition's limit)."""
+    minutes = _int_or_none(value)
+    if minutes is None or minutes <= 0 or minutes >= _MAX_EPOCH:
+        return None
+    return minutes
+
+
+def _reason(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    text = one_line(value)
+    return None if text in _NO_REASON else text
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _nodes(value: Any) -> str:
+    text = "" if value is None else str(value).strip()
+    return "" if text in _NO_NODES else text
+
+
+def _exit_parts(job: Any, state: JobState) -> Tuple[Optional[int], Optional[int]]:
+    """pyslurm already splits the wait status (helpers.pyx ``_get_exit_code``):
+    ``exit_code`` is the exit status, ``exit_code_signal`` the terminating signal."""
+    if not state.is_finished:
+        return None, None
+    return _int_or_none(job.exit_code), _int_or_none(job.exit_code_signal)
+
+
+def record_from_job(job: Any) -> JobRecord:
+    """A live ``pyslurm.Job`` (core/job/job.pyx) as a JobRecord."""
+    raw_state = str(job.state or "")
+    state = normalize_state(raw_state)
+    exit_code, exit_signal = _exit_parts(job, state)
+    elapsed = _int_or_none(job.run_time)
+    time_left = None
+    if state.is_active:
+        # run_time_remaining keeps counting after the end; only meaningful while active.
+        remaining = _int_or_none(job.run_time_remaining)
+        time_left = max(0, remaining) if remaining is not None else None
+    return JobRecord(
+        job_id=int(job.id),
+        name=str(job.name or ""),
+        user=str(job.user_name or ""),
+        state=state,
+        raw_state=raw_state,
+        reason=_reason(job.state_reason),
+        partition=_text(job.partition),
+        account=_text(job.account),
+        node_count=_int_or_none(job.num_nodes) or 0,
+        node_list=_nodes(job.allocated_nodes),
+        time_limit_minutes=_minutes_or_none(job.time_limit),
+        elapsed_seconds=max(0, elapsed) if elapsed is not None else None,
+        time_left_seconds=time_left,
+        submit_time=epoch_to_datetime(job.submit_time),
+        # Pending jobs carry the scheduler's expected start, running ones the expected end.
+        start_time=None if state is JobState.PENDING else epoch_to_datetime(job.start_time),
+        end_time=epoch_to_datetime(job.end_time) if state.is_finished else None,
+        exit_code=exit_code,
+        exit_signal=exit_signal,
+        stdout_path=_text(job.standard_output),
+        restart_count=_int_or_none(job.requeue_count) or 0,
+        extra={"source": "controller"},
+    )
+
+
+def record_from_db_job(job: Any) -> JobRecord:
+    """An accounting ``pyslurm.db.Job`` (db/job.pyx) as a JobRecord."""
+    raw_state = str(job.state or "")
+    state = normalize_state(raw_state)
+    exit_code, exit_signal = _exit_parts(job, state)
+    elapsed = _int_or_none(job.elapsed_time)  # None means 0 s (_raw_time)
+    return JobRecord(
+        job_id=int(job.id),
+        name=str(job.name or ""),
+        user=str(job.user_name or ""),
+        state=state,
+        raw_state=raw_state,
+        reason=_reason(job.state_reason),
+        partition=_text(job.partition),
+        account=_text(job.account),
+        node_count=_int_or_none(job.num_nodes) or 0,
+        node_list=_nodes(job.nodelist),
+        time_limit_minutes=_minutes_or_none(job.time_limit),
+        elapsed_seconds=max(0, elapsed) if elapsed is not None else 0,
+        time_left_seconds=None,
+        submit_time=epoch_to_datetime(job.submit_time),
+        start_time=None if state is JobState.PENDING else epoch_to_datetime(job.start_time),
+        end_time=epoch_to_datetime(job.end_time) if state.is_finished else None,
+        exit_code=exit_code,
+        exit_signal=exit_signal,
+        stdout_path=_text(job.standard_output),
+        restart_count=_int_or_none(job.requeue_count) or 0,
+        extra={"source": "accounting"},
+    )
+
+
+def _values(collection: Any) -> Iterable[Any]:
+    """Jobs of a pyslurm ``MultiClusterMap`` (xcollections.pyx ``values()``)."""
+    return list(collection.values()) if collection is not None else []
+
+
+# -- the backend ----------------------------------------------------------------------
+class PyslurmScheduler(Scheduler):
+    name = "pyslurm"
+
+    def __init__(self, pyslurm_module: Any = None, *,
+                 retry_pauses: Sequence[float] = RETRY_PAUSES_SECONDS,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        module = pyslurm_module if pyslurm_module is not None else import_pyslurm()
+        check_pyslurm_module(module)
+        self._pyslurm = module
+        self._retry_pauses = tuple(retry_pauses)
+        self._sleep = sleep
+        error_module = getattr(module, "error", None)
+        base = getattr(module, "PyslurmError", None) or getattr(error_module, "PyslurmError", None)
+        self._errors: Tuple[type, ...] = tuple(
+            cls for cls in (module.RPCError, base) if isinstance(cls, type)
+        )
+
+    # -- error handling ---------------------------------------------------------------
+    def _errno(self, name: str) -> int:
+        value = getattr(self._pyslurm, name, None)
+        return value if isinstance(value, int) else _ERRNO_DEFAULTS.get(name, -12345)
+
+    def _matches(self, exc: BaseException, names: Sequence[str], markers: Sequence[str]) -> bool:
+        errno = getattr(exc, "errno", None)
+        if isinstance(errno, int) and errno in {self._errno(name) for name in names}:
+            return True
+        text = str(exc).lower()
+        return any(marker in text for marker in markers)
+
+    def _unreachable(self, exc: BaseException, connect_only: bool) -> bool:
+        if connect_only:
+            return self._matches(exc, _CONNECT_ERRNO_NAMES, _CONNECT_MARKERS)
+        return self._matches(exc, _UNREACHABLE_ERRNO_NAMES, _UNREACHABLE_MARKERS)
+
+    def _is_unknown_job(self, exc: BaseException) -> bool:
+        return self._matches(exc, ("ESLURM_INVALID_JOB_ID",), _UNKNOWN_JOB_MARKERS)
+
+    def _call(self, what: str, func: Callable[[], Any], connect_only: bool = False) -> Any:
+        """Run a pyslurm call; retry while slurmctld is unreachable, then raise
+        ControllerUnreachable; any other pyslurm error is re-raised unchanged."""
+        pauses = list(self._retry_pauses)
+        while True:
+            try:
+                return func()
+            except self._errors as exc:
+                if not self._unreachable(exc, connect_only):
+                    raise
+                if not pauses:
+                    raise ControllerUnreachable(
+                        f"Slurm controller unreachable ({what}): {one_line(exc) or type(exc).__name__}"
+                    ) from None
+                self._sleep(pauses.pop(0))
+
+    def _failure(self, what: str, exc: BaseException) -> SchedulerError:
+        return SchedulerError(f"{what}: {one_line(exc) or type(exc).__name__}")
+
+    # -- the interface ----------------------------------------------------------------
+    def submit(self, request: JobRequest) -> int:
+        kwargs = submit_kwargs(request)
+        try:
+            description = self._pyslurm.JobSubmitDescription(**kwargs)
+        except ValueError as exc:
+            raise self._failure("pyslurm rejected the job description", exc) from None
+        try:
+            job_id = self._call("submit", description.submit, connect_only=True)
+        except ControllerUnreachable:
+            raise
+        except self._errors as exc:
+            raise self._failure("Slurm refused the job", exc) from None
+        except ValueError as exc:  # pyslurm's own validation (script, signal, memory)
+            raise self._failure("pyslurm rejected the job description", exc) from None
+        return int(job_id)
+
+    def _load_live(self, job_id: int) -> Optional[JobRecord]:
+        try:
+            job = self._call(f"job {job_id}", lambda: self._pyslurm.Job.load(int(job_id)))
+        except ControllerUnreachable:
+            raise
+        except self._errors as exc:
+            if self._is_unknown_job(exc):
+                return None
+            raise self._failure(f"cannot read job {job_id}", exc) from None
+        return record_from_job(job) if job is not None else None
+
+    def _load_accounting(self, db_filter: Any, what: str) -> List[Any]:
+        db = self._pyslurm.db
+        try:
+            jobs = db.Jobs.load(db_filter)
+        except self._errors as exc:
+            raise AccountingUnavailable(f"job accounting unavailable ({what}): {one_line(exc)}") from None
+        except ValueError as exc:  # "Database connection is not open" (connection.pyx)
+            raise AccountingUnavailable(f"job accounting unavailable ({what}): {one_line(exc)}") from None
+        return list(_values(jobs))
+
+    def get_job(self, job_id: int) -> Optional[JobRecord]:
+        job_id = int(job_id)
+        record = self._load_live(job_id)
+        if record is not None:
+            return record
+        try:
+            jobs = self._load_accounting(self._pyslurm.db.JobFilter(ids=[job_id]), f"job {job_id}")
+        except AccountingUnavailable:
+            return None
+        matches = [record_from_db_job(job) for job in jobs if _int_or_none(job.id) == job_id]
+        return matches[-1] if matches else None
+
+    def list_jobs(self, user: Optional[str] = None, account: Optional[str] = None,
+                  include_finished: bool = False) -> List[JobRecord]:
+        try:
+            jobs = self._call("list jobs", self._pyslurm.Jobs.load)
+        except ControllerUnreachable:
+            raise
+        except self._errors as exc:
+            raise self._failure("cannot list jobs", exc) from None
+        records = []
+        for job in _values(jobs):
+            # Jobs.load() returns every user's jobs: filter here, on the cheap fields first.
+            if user is not None and str(job.user_name or "") != user:
+                continue
+            if account is not None and str(job.account or "") != account:
+                continue
+            record = record_from_job(job)
+            if not include_finished and not record.state.is_active:
+                continue
+            records.append(record)
+        records.sort(key=lambda r: r.job_id)
+        return records
+
+    def list_finished_jobs(self, user: Optional[str], start: datetime, end: datetime) -> List[JobRecord]:
+        start_aware = start if start.tzinfo else start.astimezone()
+        end_aware = end if end.tzinfo else end.astimezone()
+        # No state filter exists, and users=[...] silently drops uid 0 (root would see
+        # everybody): query the window only, filter states and users here.
+        db_filter = self._pyslurm.db.JobFilter(
+            start_time=int(start_aware.timestamp()),
+            end_time=int(end_aware.timestamp()) + 1,
+        )
+        records = []
+        for job in self._load_accounting(db_filter, "finished jobs"):
+            if user is not None and str(job.user_name or "") != user:
+                continue
+            record = record_from_db_job(job)
+            if not record.state.is_finished or record.end_time is None:
+                continue
+            if not (start_aware <= record.end_time <= end_aware):
+                continue
+            records.append(record)
+        records.sort(key=lambda r: (r.end_time, r.job_id), reverse=True)
+        return records
+
+    def _control(self, what: str, job_id: int, action: Callable[[Any], Any]) -> None:
+        try:
+            self._call(what, lambda: action(self._pyslurm.Job(int(job_id))))
+        except ControllerUnreachable:
+            raise
+        except self._errors as exc:
+            raise self._failure(f"cannot {what} job {job_id}", exc) from None
+
+    def cancel(self, job_id: int) -> None:
+        # Job.cancel() == send_signal(9), which ignores unknown and finished jobs.
+        self._control("cancel", job_id, lambda job: job.cancel())
+
+    def requeue(self, job_id: int) -> None:
+        self._control("requeue", job_id, lambda job: job.requeue(hold=False))
+
+    def release(self, job_id: int) -> None:
+        self._control("release", job_id, lambda job: job.release())

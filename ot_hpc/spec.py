@@ -1,0 +1,117 @@
+"""The job spec: the contract between ot-submit (login node) and the runner (compute node).
+
+ot-submit resolves the whole configuration on the login node and writes it as JSON
+(mode 0600) under the experiments directory; the batch script runs
+``python -m ot_hpc.runner <spec.json>``. The spec holds no secret *values*: only the
+path of the secret env file, which the runner reads on the compute node.
+
+Compatibility rule: new fields get defaults, so a runner can read older specs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_name: str
+    cluster: str  # registry name, e.g. "jsc_jureca", "local"
+    num_nodes: int
+    experiments_dir: str
+    # The trainer: ``<python> -m <entrypoint_module> <*overrides>``; argv list, no shell.
+    python: str
+    entrypoint_module: str
+    overrides: Tuple[str, ...] = ()
+    gpus_per_node: int = 0
+    cpus_per_node: Optional[int] = None  # None: take it from the allocation
+    site_env_file: Optional[str] = None
+    secret_env_file: Optional[str] = None
+    # Non-secret environment the runner exports to Ray and the trainer (cache dirs, ...).
+    environment: Mapping[str, str] = field(default_factory=dict)
+    max_restarts: int = 0
+    # Egress / tunnel (the runner probes first and tunnels only when needed).
+    needs_tunnel: Optional[bool] = None  # None: decide from the cluster and the probe
+    egress_probe: str = "huggingface.co:443"
+    login_node: Optional[str] = None
+    ssh_port: int = 22
+    ssh_user: Optional[str] = None
+    # Ray readiness: fail the job if a node has not joined after this many seconds.
+    ray_join_timeout_seconds: int = 300
+    # Seconds between SIGTERM and SIGKILL when stopping the trainer.
+    shutdown_grace_seconds: int = 30
+    # Resolved configuration, for humans (ot-status, debugging): key -> value.
+    resolved_config: Mapping[str, str] = field(default_factory=dict)
+    version: int = SPEC_VERSION
+    # --- added by ot-submit (issue 3); all optional ---
+    # Note: ``environment`` already holds the site env file's variables (resolved, with
+    # the job config's on top): apply it after loading site_env_file.
+    ssh_key: Optional[str] = None  # path of the tunnel's private key (never its content)
+    trainer_working_dir: Optional[str] = None  # SKYRL_HOME: cwd of the trainer
+    env_activate: Optional[str] = None  # script to source first (venv activate / conda.sh)
+    conda_env: Optional[str] = None  # conda env (name or path) to activate after env_activate
+    modules: str = ""  # space-separated environment modules to `module load`
+    extra_pythonpath: str = ""  # ':'-separated, prepended to PYTHONPATH for the trainer
+    time_limit_minutes: Optional[int] = None
+    restart_signal: str = "USR2"  # what Slurm sends (--signal=B:USR2@N) before the end
+    created_at: Optional[str] = None  # UTC ISO 8601, when ot-submit built the spec
+
+    @property
+    def logs_dir(self) -> str:
+        return os.path.join(self.experiments_dir, "logs")
+
+    def log_path(self, job_id: str) -> str:
+        return os.path.join(self.logs_dir, f"{self.job_name}_{job_id}.log")
+
+    def state_path(self, job_id: str) -> str:
+        """The run-state file (see ot_hpc.runstate) next to the log."""
+        return os.path.join(self.logs_dir, f"{self.job_name}_{job_id}.state.json")
+
+    def trainer_argv(self) -> List[str]:
+        return [self.python, "-m", self.entrypoint_module, *self.overrides]
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["overrides"] = list(self.overrides)
+        data["environment"] = dict(self.environment)
+        data["resolved_config"] = dict(self.resolved_config)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"job spec has unknown fields {unknown}: written by a newer ot-hpc?")
+        values = dict(data)
+        values["overrides"] = tuple(values.get("overrides", ()))
+        return cls(**values)
+
+
+def spec_to_json(spec: JobSpec) -> str:
+    return json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def write_spec(path: str, spec: JobSpec) -> None:
+    """Write atomically with mode 0600 (created so, never chmod-ed after the fact)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".spec-", dir=directory)  # mkstemp creates 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(spec_to_json(spec))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_spec(path: str) -> JobSpec:
+    with open(path) as handle:
+        return JobSpec.from_dict(json.load(handle))

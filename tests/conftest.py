@@ -1,0 +1,71 @@
+"""Shared fixtures: the real local Slurm cluster and polling helpers.
+
+Tests that talk to Slurm are marked ``slurm`` and need the cluster started by
+``tools/local-cluster.sh start``. Without it they are skipped with the reason,
+unless ``OT_HPC_REQUIRE_CLUSTER=1`` (set by ``tools/dev.sh test`` and CI), where a
+missing cluster is an error: CI must never pass by skipping.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import subprocess
+import time
+from typing import Callable, Optional
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POLL_SECONDS = 0.25
+
+
+def _cluster_problem() -> Optional[str]:
+    if shutil.which("sinfo") is None:
+        return "Slurm's commands are not installed (run: bash tools/local-cluster.sh start)"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "scontrol ping did not answer (run: bash tools/local-cluster.sh start)"
+    if "UP" not in ping.stdout:
+        return "the local Slurm controller is not up (run: bash tools/local-cluster.sh start)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """Skip (or, under OT_HPC_REQUIRE_CLUSTER=1, fail) when the local cluster is down."""
+    problem = _cluster_problem()
+    if problem:
+        if os.environ.get("OT_HPC_REQUIRE_CLUSTER") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def current_user() -> str:
+    return getpass.getuser()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = POLL_SECONDS):
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def base_environment() -> dict:
+    """The minimal explicit environment test jobs get (what ot-submit would send)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+    }
+    if "SLURM_CONF" in os.environ:
+        env["SLURM_CONF"] = os.environ["SLURM_CONF"]
+    return env

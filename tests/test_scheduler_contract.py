@@ -1,0 +1,229 @@
+"""One contract, every backend, the real local Slurm cluster.
+
+Lanes:
+- ``cli``: Slurm's commands.
+- ``pyslurm``: the real pyslurm bindings; skipped with the reason where pyslurm does not
+  import (it builds only against Slurm 25.11; CI machines run 22.05/24.11).
+- ``pyslurm-standin``: the same pyslurm backend code driving a strict stand-in of the
+  pyslurm 25.11.2 API (tests/standin/pyslurm, names read from the sources), itself
+  backed by this real cluster: a wrong pyslurm attribute name fails here too.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+
+from ot_hpc.scheduler import BackendUnavailable, JobRequest, JobState, SchedulerError
+from ot_hpc.scheduler.cli import CliScheduler
+
+from .conftest import REPO, base_environment, wait_for
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+
+STANDIN_DIR = os.path.join(REPO, "tests", "standin")
+LANES = ("cli", "pyslurm", "pyslurm-standin")
+NAME_PREFIX = "contract-"
+TIMEOUT_WAIT_SECONDS = 200  # 1-minute limit + slurmctld's 30 s check + KillWait
+
+
+def _real_pyslurm_scheduler():
+    from ot_hpc.scheduler.pyslurm_backend import PyslurmScheduler
+
+    return PyslurmScheduler()
+
+
+def load_standin_pyslurm():
+    """Import tests/standin/pyslurm without leaving it visible as ``pyslurm``."""
+    saved = {name: mod for name, mod in sys.modules.items() if name == "pyslurm" or name.startswith("pyslurm.")}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, STANDIN_DIR)
+    try:
+        module = importlib.import_module("pyslurm")
+        importlib.import_module("pyslurm.db")
+    finally:
+        sys.path.remove(STANDIN_DIR)
+        for name in [n for n in sys.modules if n == "pyslurm" or n.startswith("pyslurm.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    return module
+
+
+def make_scheduler(lane: str):
+    if lane == "cli":
+        return CliScheduler()
+    from ot_hpc.scheduler.pyslurm_backend import PyslurmScheduler
+
+    if lane == "pyslurm":
+        try:
+            return PyslurmScheduler()
+        except BackendUnavailable as exc:
+            pytest.skip(f"real pyslurm lane: pyslurm cannot be used here: {exc}")
+    return PyslurmScheduler(pyslurm_module=load_standin_pyslurm())
+
+
+@pytest.fixture(scope="module", params=LANES)
+def scheduler(request, slurm_cluster):
+    sched = make_scheduler(request.param)
+    created = []
+    sched.created_job_ids = created  # cancelled at the end of the lane
+    yield sched
+    for job_id in created:
+        CliScheduler().cancel(job_id)
+
+
+def request_for(tmp_path, name, script_body, **changes):
+    values = dict(
+        script="#!/bin/bash\n" + script_body + "\n",
+        name=NAME_PREFIX + name,
+        nodes=1,
+        time_limit_minutes=5,
+        environment={**base_environment(), "OT_CONTRACT_MARK": "given"},
+        output_path=str(tmp_path / f"{name}-%j.out"),
+        working_directory=str(tmp_path),
+    )
+    values.update(changes)
+    return JobRequest(**values)
+
+
+def submit(scheduler, request):
+    job_id = scheduler.submit(request)
+    scheduler.created_job_ids.append(job_id)
+    return job_id
+
+
+def wait_state(scheduler, job_id, states, timeout=60):
+    def check():
+        record = scheduler.get_job(job_id)
+        return record if record is not None and record.state in states else None
+
+    return wait_for(check, timeout, f"job {job_id} to reach {sorted(s.value for s in states)}")
+
+
+@pytest.fixture(scope="module")
+def timeout_job(scheduler, tmp_path_factory):
+    """Submitted as the lane's first test starts, so its ~90 s overlap the others."""
+    tmp = tmp_path_factory.mktemp("timeout")
+    return submit(scheduler, request_for(tmp, "timeout", "sleep 600", time_limit_minutes=1))
+
+
+def test_starts_timeout_job_and_two_nodes_run_two_tasks(scheduler, timeout_job, tmp_path):
+    request = request_for(
+        tmp_path, "twonodes",
+        "srun bash -c 'echo node=$SLURMD_NODENAME'\nenv | sort > env.txt",
+        nodes=2, ntasks_per_node=1,
+    )
+    job_id = submit(scheduler, request)
+    record = wait_state(scheduler, job_id, {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+    assert record.state is JobState.COMPLETED, record
+    output = (tmp_path / f"twonodes-{job_id}.out").read_text()
+    nodes = {line.split("=", 1)[1] for line in output.splitlines() if line.startswith("node=")}
+    assert len(nodes) == 2, output
+    assert record.node_count == 2
+
+
+def test_environment_is_exactly_what_was_given(scheduler, tmp_path, monkeypatch):
+    monkeypatch.setenv("OT_CONTRACT_LEAK", "login-env-value")
+    job_id = submit(scheduler, request_for(tmp_path, "env", "env | sort"))
+    wait_state(scheduler, job_id, {JobState.COMPLETED})
+    env_lines = (tmp_path / f"env-{job_id}.out").read_text().splitlines()
+    assert "OT_CONTRACT_MARK=given" in env_lines
+    assert not [line for line in env_lines if line.startswith("OT_CONTRACT_LEAK=")]
+
+
+def test_held_job_reads_back_every_field_then_cancels(scheduler, tmp_path, current_user):
+    request = request_for(tmp_path, "held", "sleep 1", nodes=2, time_limit_minutes=7,
+                          partition="gpu", gpus_per_node=2, hold=True)
+    job_id = submit(scheduler, request)
+    record = scheduler.get_job(job_id)
+    assert record is not None
+    assert record.job_id == job_id and record.name == NAME_PREFIX + "held"
+    assert record.user == current_user
+    assert record.state is JobState.PENDING and record.reason and "Held" in record.reason
+    assert record.partition == "gpu" and record.node_count == 2
+    assert record.time_limit_minutes == 7
+    assert record.submit_time is not None and abs(datetime.now().astimezone() - record.submit_time) < timedelta(minutes=5)
+    assert record.start_time is None and record.end_time is None
+    assert record.stdout_path == str(tmp_path / f"held-{job_id}.out")
+    assert record.restart_count == 0
+
+    mine = {r.job_id: r for r in scheduler.list_jobs(user=current_user)}
+    assert job_id in mine and mine[job_id].state is JobState.PENDING
+    assert job_id not in {r.job_id for r in scheduler.list_jobs(user="nobody")}
+
+    scheduler.cancel(job_id)
+    record = wait_state(scheduler, job_id, {JobState.CANCELLED}, timeout=30)
+    assert record.end_time is not None
+    scheduler.cancel(job_id)  # cancelling a finished job is not an error
+    assert scheduler.get_job(10**9 - 7) is None
+
+
+def test_release_runs_a_held_job(scheduler, tmp_path):
+    job_id = submit(scheduler, request_for(tmp_path, "release", "true", hold=True))
+    assert scheduler.get_job(job_id).state is JobState.PENDING
+    scheduler.release(job_id)
+    wait_state(scheduler, job_id, {JobState.COMPLETED})
+
+
+def test_failing_job_reports_exit_code(scheduler, tmp_path):
+    job_id = submit(scheduler, request_for(tmp_path, "fail", "echo failing; exit 3"))
+    record = wait_state(scheduler, job_id, {JobState.FAILED, JobState.COMPLETED})
+    assert record.state is JobState.FAILED
+    assert record.exit_code == 3 and not record.exit_signal
+    assert record.elapsed_seconds is not None and record.start_time and record.end_time
+
+
+def test_requeue_restarts_the_same_job(scheduler, tmp_path):
+    job_id = submit(scheduler, request_for(tmp_path, "requeue", "sleep 300", requeue=True))
+    wait_state(scheduler, job_id, {JobState.RUNNING})
+    scheduler.requeue(job_id)
+
+    def restarted():
+        record = scheduler.get_job(job_id)
+        return record if record and record.restart_count >= 1 else None
+
+    record = wait_for(restarted, 60, f"job {job_id} to be requeued")
+    assert record.state.is_active
+    scheduler.cancel(job_id)
+
+
+def test_refused_submission_raises_slurms_message(scheduler, tmp_path):
+    with pytest.raises(SchedulerError) as info:
+        scheduler.submit(request_for(tmp_path, "refused", "true", partition="no-such-partition"))
+    assert "partition" in str(info.value).lower()
+    assert "\n" not in str(info.value)
+    with pytest.raises(SchedulerError) as info:
+        scheduler.submit(request_for(tmp_path, "toobig", "true", nodes=50))
+    assert "submission failed" in str(info.value).lower()  # Slurm's words, e.g. "More
+    # processors requested than permitted" (EnforcePartLimits=ALL refuses at submit time)
+
+
+def test_finished_jobs_in_accounting_for_user_and_window(scheduler, tmp_path, current_user):
+    before = datetime.now().astimezone() - timedelta(seconds=2)
+    job_id = submit(scheduler, request_for(tmp_path, "acct", "exit 3"))
+    wait_state(scheduler, job_id, {JobState.FAILED})
+
+    def in_history():
+        end = datetime.now().astimezone() + timedelta(seconds=2)
+        found = [r for r in scheduler.list_finished_jobs(current_user, before, end) if r.job_id == job_id]
+        return found[0] if found else None
+
+    record = wait_for(in_history, 60, f"job {job_id} in accounting", interval=1.0)
+    assert record.user == current_user and record.state is JobState.FAILED and record.exit_code == 3
+    assert record.name == NAME_PREFIX + "acct"
+    # A window that ended before the job started does not list it.
+    earlier = scheduler.list_finished_jobs(current_user, before - timedelta(hours=2), before - timedelta(hours=1))
+    assert job_id not in {r.job_id for r in earlier}
+    # Another user's history does not list it.
+    others = scheduler.list_finished_jobs("nobody", before, datetime.now().astimezone())
+    assert job_id not in {r.job_id for r in others}
+
+
+def test_time_limit_ends_in_timeout(scheduler, timeout_job):
+    record = wait_state(scheduler, timeout_job, {JobState.TIMEOUT, JobState.FAILED, JobState.CANCELLED,
+                                                 JobState.COMPLETED}, timeout=TIMEOUT_WAIT_SECONDS)
+    assert record.state is JobState.TIMEOUT, record

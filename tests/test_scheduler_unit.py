@@ -1,0 +1,268 @@
+"""Pure logic of the scheduler layer: state taxonomy, durations, hostlists, parsers."""
+from datetime import datetime
+
+import pytest
+
+from ot_hpc.durations import (
+    format_duration,
+    parse_duration_seconds,
+    parse_slurm_timestamp,
+    parse_time_limit_minutes,
+)
+from ot_hpc.hostlist import expand_hostlist
+from ot_hpc.scheduler import JobRequest, JobState, normalize_state
+from ot_hpc.scheduler.cli import (
+    DELIMITER,
+    SACCT_FIELDS,
+    CliScheduler,
+    clean_slurm_message,
+    decode_wait_status,
+    expand_output_pattern,
+    parse_exit_code,
+    parse_sacct,
+    parse_scontrol_fields,
+    parse_squeue,
+    record_from_scontrol,
+    sbatch_arguments,
+)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("PENDING", JobState.PENDING),
+        ("PD", JobState.PENDING),
+        ("running", JobState.RUNNING),
+        ("R", JobState.RUNNING),
+        ("CANCELLED by 0", JobState.CANCELLED),
+        ("CANCELLED+", JobState.CANCELLED),
+        ("OUT_OF_ME+", JobState.OUT_OF_MEMORY),
+        ("OUT_OF_MEMORY", JobState.OUT_OF_MEMORY),
+        ("TIMEOUT", JobState.TIMEOUT),
+        ("NODE_FAIL", JobState.NODE_FAIL),
+        ("BOOT_FAIL", JobState.BOOT_FAIL),
+        ("PREEMPTED", JobState.PREEMPTED),
+        ("DEADLINE", JobState.DEADLINE),
+        ("REQUEUED", JobState.REQUEUED),
+        ("REQUEUE_HOLD", JobState.REQUEUED),
+        ("SUSPENDED", JobState.SUSPENDED),
+        ("COMPLETING", JobState.COMPLETING),
+        ("COMPLETED", JobState.COMPLETED),
+        ("CONFIGURING", JobState.PENDING),
+        ("RESIZING", JobState.UNKNOWN),
+        ("SPECIAL_EXIT", JobState.UNKNOWN),
+        ("", JobState.UNKNOWN),
+        (None, JobState.UNKNOWN),
+        ("something new in Slurm 27", JobState.UNKNOWN),
+        ("   ", JobState.UNKNOWN),
+    ],
+)
+def test_normalize_state(raw, expected):
+    assert normalize_state(raw) is expected
+
+
+def test_state_groups_are_disjoint_and_cover_the_taxonomy():
+    active = {s for s in JobState if s.is_active}
+    finished = {s for s in JobState if s.is_finished}
+    assert not active & finished
+    assert set(JobState) - active - finished == {JobState.UNKNOWN}
+    assert JobState.FAILED.is_failure and not JobState.CANCELLED.is_failure
+    assert not JobState.COMPLETED.is_failure
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("5", 300),
+        ("05:30", 330),
+        ("1:00:00", 3600),
+        ("24:00:00", 86400),
+        ("2-00", 2 * 86400),
+        ("1-02:03", 86400 + 2 * 3600 + 3 * 60),
+        ("1-02:03:04", 86400 + 7384),
+        ("UNLIMITED", None),
+        ("Partition_Limit", None),
+        ("N/A", None),
+        (None, None),
+    ],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["abc", "1:2:3:4", "10:75", "1-25:00:00", "-5", "1.5"])
+def test_parse_duration_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_duration_seconds(bad)
+
+
+def test_time_limit_minutes_rounds_up_and_formats():
+    assert parse_time_limit_minutes("00:00:30") == 1
+    assert parse_time_limit_minutes("90") == 90
+    assert format_duration(90061) == "1-01:01:01"
+    assert format_duration(59) == "00:00:59"
+    assert format_duration(None) == "-"
+
+
+def test_timestamps():
+    assert parse_slurm_timestamp("Unknown") is None
+    assert parse_slurm_timestamp("N/A") is None
+    stamp = parse_slurm_timestamp("2026-11-28T21:10:13")
+    assert stamp.tzinfo is not None and stamp.replace(tzinfo=None) == datetime(2026, 11, 28, 21, 10, 13)
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("n[1-3]", ["n1", "n2", "n3"]),
+        ("jrc[0001-0002,0010],jwb0042", ["jrc0001", "jrc0002", "jrc0010", "jwb0042"]),
+        ("c608-[021-022].vista", ["c608-021.vista", "c608-022.vista"]),
+        ("a[1-2]b[3-4]", ["a1b3", "a1b4", "a2b3", "a2b4"]),
+        ("", []),
+        ("single", ["single"]),
+    ],
+)
+def test_expand_hostlist(text, names):
+    assert expand_hostlist(text) == names
+
+
+@pytest.mark.parametrize("bad", ["n[1-3", "n1-3]", "n[3-1]", "n[a-b]"])
+def test_expand_hostlist_rejects(bad):
+    with pytest.raises(ValueError):
+        expand_hostlist(bad)
+
+
+def test_parse_exit_code():
+    assert parse_exit_code("3:0") == (3, 0)
+    assert parse_exit_code("0:15") == (0, 15)
+    assert parse_exit_code("") == (None, None)
+
+
+def test_parse_squeue_line():
+    line = DELIMITER.join(
+        ["42", "my job|with bar", "alice", "PENDING", "JobHeldUser", "gpu", "proj", "2", "",
+         "1:00:00", "0:00", "1:00:00", "2026-11-28T21:10:13", "N/A", "N/A", "/logs/%x_%j.log", "0", "0", ""]
+    )
+    (record,) = parse_squeue(line + "\n\n")
+    assert record.job_id == 42 and record.name == "my job|with bar" and record.user == "alice"
+    assert record.state is JobState.PENDING and record.reason == "JobHeldUser"
+    assert record.node_count == 2 and record.node_list == "" and record.time_limit_minutes == 60
+    assert record.start_time is None and record.time_left_seconds == 3600
+    assert record.stdout_path == "/logs/my job|with bar_42.log" and record.exit_code is None
+
+
+def test_parse_squeue_finished_job_decodes_wait_status():
+    line = DELIMITER.join(
+        ["6", "fail", "root", "FAILED", "NonZeroExitCode", "debug", "local", "1", "n1", "5:00",
+         "0:03", "INVALID", "2026-11-28T21:15:04", "2026-11-28T21:15:07", "2026-11-28T21:15:10",
+         "/tmp/fail-%j.out", "1", "768", ""]
+    )
+    (record,) = parse_squeue(line)
+    assert record.exit_code == 3 and record.exit_signal == 0 and record.restart_count == 1
+    assert record.time_left_seconds is None and record.end_time is not None
+    assert decode_wait_status("15") == (0, 15)
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("/l/%x_%j.log", "/l/train_77.log"),
+        ("/l/slurm-%A.out", "/l/slurm-77.out"),
+        ("/l/%u/%N-%5j.out", "/l/root/n1-00077.out"),
+        ("/l/100%%-%j", "/l/100%-77"),
+        ("/l/%q-unknown", "/l/%q-unknown"),
+        ("/already/expanded_77.log", "/already/expanded_77.log"),
+    ],
+)
+def test_expand_output_pattern(pattern, expected):
+    assert expand_output_pattern(pattern, 77, "train", "root", "n[1-2]") == expected
+
+
+def test_parse_sacct_line():
+    values = ["7", "train", "bob", "CANCELLED by 0", "None", "debug", "acct", "1", "n1",
+              "5", "12", "2026-11-28T21:00:00", "2026-11-28T21:00:01", "2026-11-28T21:00:13", "0:15"]
+    assert len(values) == len(SACCT_FIELDS)
+    (record,) = parse_sacct(DELIMITER.join(values))
+    assert record.state is JobState.CANCELLED and record.exit_signal == 15
+    assert record.elapsed_seconds == 12 and record.reason is None and record.time_limit_minutes == 5
+
+
+def test_parse_scontrol_with_spaces_in_values():
+    line = ("JobId=9 JobName=a name with spaces UserId=root(0) GroupId=root(0) JobState=FAILED "
+            "Reason=NonZeroExitCode Dependency=(null) Restarts=2 ExitCode=3:0 RunTime=00:00:05 "
+            "TimeLimit=00:10:00 SubmitTime=2026-11-28T21:00:00 StartTime=2026-11-28T21:00:01 "
+            "EndTime=2026-11-28T21:00:06 Partition=debug NodeList=n[1-2] NumNodes=2 "
+            "TRES=cpu=2,mem=200M,node=2 StdOut=/tmp/out dir/x.log Account=(null)")
+    fields = parse_scontrol_fields(line)
+    assert fields["JobName"] == "a name with spaces" and fields["TRES"] == "cpu=2,mem=200M,node=2"
+    record = record_from_scontrol(fields)
+    assert record.user == "root" and record.exit_code == 3 and record.restart_count == 2
+    assert record.stdout_path == "/tmp/out dir/x.log" and record.account is None
+    assert record.node_list == "n[1-2]" and record.end_time is not None and record.time_left_seconds is None
+
+
+def _request(**changes):
+    base = dict(script="#!/bin/bash\ntrue\n", name="t", nodes=2, time_limit_minutes=30,
+                environment={"PATH": "/usr/bin"})
+    base.update(changes)
+    return JobRequest(**base)
+
+
+def test_sbatch_arguments():
+    args = sbatch_arguments(_request(gpus_per_node=4, partition="gpu", exclude_nodes=("n3", "n4"),
+                                     signal_name="USR2", signal_seconds_before_end=300, requeue=True,
+                                     hold=True, qos="normal"))
+    assert "--nodes=2" in args and "--ntasks=2" in args and "--ntasks-per-node=1" in args
+    assert "--gres=gpu:4" in args and "--exclude=n3,n4" in args and "--signal=B:USR2@300" in args
+    assert "--requeue" in args and "--hold" in args and "--qos=normal" in args and "--time=30" in args
+
+
+def test_request_rejects_bad_values():
+    with pytest.raises(ValueError):
+        _request(script="echo no shebang")
+    with pytest.raises(ValueError):
+        _request(nodes=0)
+
+
+def test_clean_slurm_message():
+    stderr = "sbatch: error: invalid partition specified: nope\nsbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    assert clean_slurm_message(stderr) == (
+        "invalid partition specified: nope; Batch job submission failed: Invalid partition name specified"
+    )
+
+
+class _FakeProcess:
+    def __init__(self, returncode, stdout="", stderr=""):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def test_cli_retries_while_controller_unreachable_then_fails(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
+    calls, pauses = [], []
+
+    def run(argv, stdin, env):
+        calls.append(argv)
+        return _FakeProcess(1, stderr="squeue: error: Unable to contact slurm controller (connect failure)")
+
+    scheduler = CliScheduler(run=run, sleep=pauses.append)
+    from ot_hpc.scheduler import ControllerUnreachable
+
+    with pytest.raises(ControllerUnreachable, match="Unable to contact slurm controller"):
+        scheduler.list_jobs(user="alice")
+    assert len(calls) == 4 and pauses == [0.5, 1.0, 2.0]
+
+
+def test_cli_submit_passes_only_the_given_environment(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setenv("SECRET_IN_LOGIN_ENV", "hunter2")
+    seen = {}
+
+    def run(argv, stdin, env):
+        seen.update(argv=argv, stdin=stdin, env=env)
+        return _FakeProcess(0, stdout="123;local\n")
+
+    job_id = CliScheduler(run=run).submit(_request(environment={"PATH": "/usr/bin", "A": "1"}))
+    assert job_id == 123
+    assert seen["env"] == {"PATH": "/usr/bin", "A": "1"}
+    assert "hunter2" not in " ".join(seen["argv"]) and "--export=ALL" in seen["argv"]
+    assert seen["stdin"].startswith("#!")
