@@ -375,7 +375,9 @@ def load_clusters(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Clus
     for directory in paths.cluster_dirs(environ):
         for path in sorted(directory.glob("*.env")):
             files.setdefault(path.stem, path)
-    for name, path in files.items():
+    # Overrides of existing clusters first, so CLUSTER_BASE sees the overridden version.
+    ordered = sorted(files.items(), key=lambda item: (item[0] not in registry, item[0]))
+    for name, path in ordered:
         if not _NAME_RE.fullmatch(name):
             raise ClusterFileError(f"{path}: cluster file names may hold letters, digits, '_', '.', '-'")
         values = _read_cluster_file(path)

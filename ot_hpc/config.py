@@ -26,7 +26,7 @@ import io
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -186,6 +186,7 @@ class Override:
     key: str
     value: Optional[str]  # None only for "~key" deletions without a value
     source: str
+    from_file: bool = False  # file values get ${VAR} interpolation; -S values do not
 
     @property
     def text(self) -> str:
@@ -418,7 +419,8 @@ def _apply_file(builder: _Builder, env: EnvFile, kind: str, cwd: Optional[str]) 
                     source))
                 continue
             prefix, okey, value = parsed
-            builder.add_override(Override(prefix, okey, value, source), layer=env.path)
+            builder.add_override(Override(prefix, okey, value, source, from_file=True),
+                                 layer=env.path)
             continue
         name = key
         if kind == "job" and key.startswith(ENV_PREFIX_EXPLICIT):
@@ -468,7 +470,7 @@ def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str]) -> No
         for key, entry in entries.items():
             raw[key] = (entry.value, entry.interpolate)
     for override in builder.overrides:
-        raw[override.key] = (override.value, True)
+        raw[override.key] = (override.value, override.from_file)
     cache: Dict[str, Optional[str]] = {}
 
     def value_of(name: str, chain: Tuple[str, ...]) -> Optional[str]:
@@ -488,7 +490,7 @@ def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str]) -> No
 
     def expand(value: str, chain: Tuple[str, ...]) -> Tuple[str, List[str]]:
         local = {name: value_of(name, chain) for name in variable_names(value)}
-        return interpolate(value, local)
+        return interpolate(value, {k: v for k, v in local.items() if v is not None})
 
     def finish(key: str, value: Optional[str], source: str) -> Optional[str]:
         if value is None or "${" not in value:
@@ -512,7 +514,8 @@ def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str]) -> No
                 entries[key] = Entry(key, finish(key, entry.value, entry.source), entry.source,
                                      raw=entry.raw, interpolate=True)
     builder.overrides = [
-        Override(o.prefix, o.key, finish(o.key, o.value, o.source), o.source)
+        Override(o.prefix, o.key, finish(o.key, o.value, o.source), o.source, True)
+        if o.from_file else o
         for o in builder.overrides
     ]
 

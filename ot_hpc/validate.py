@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import naming
 from .clusters import Cluster
-from .config import SETTINGS_BY_KEY, MergedConfig, Override, Problem, env_file_keys, short_path
+from .config import SETTINGS_BY_KEY, MergedConfig, Override, Problem, env_file_keys
 from .durations import parse_time_limit_minutes
 from .hostlist import expand_hostlist
 
@@ -598,6 +598,3 @@ def validate(
     )
     return ValidationResult(job, (), tuple(checker.warnings))
 
-
-def describe_source(config: MergedConfig, key: str, cwd: Optional[str] = None) -> str:
-    return short_path(config.source(key), cwd)

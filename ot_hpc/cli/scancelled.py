@@ -1,10 +1,16 @@
-"""ot-scancelled (not yet implemented)."""
+"""ot-scancelled: see `ot-scancelled --help` (the shared body is ot_hpc.monitor.history)."""
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
-from .common import not_yet_implemented, run_main
+from ..monitor.history import SCANCELLED, run
+from .common import run_main
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(not_yet_implemented("ot-scancelled"), argv)
+    return run_main(lambda args: run(SCANCELLED, args), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

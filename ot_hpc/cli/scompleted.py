@@ -1,10 +1,16 @@
-"""ot-scompleted (not yet implemented)."""
+"""ot-scompleted: see `ot-scompleted --help` (the shared body is ot_hpc.monitor.history)."""
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
-from .common import not_yet_implemented, run_main
+from ..monitor.history import SCOMPLETED, run
+from .common import run_main
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(not_yet_implemented("ot-scompleted"), argv)
+    return run_main(lambda args: run(SCOMPLETED, args), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,10 +1,74 @@
-"""ot-status (not yet implemented)."""
+"""ot-status: my jobs now (see `ot-status --help`); the body is ot_hpc.monitor.status."""
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
-from .common import not_yet_implemented, run_main
+from ..monitor import options
+from ..monitor.dirs import experiments_dirs, logs_dirs
+from ..monitor.logs import LogIndex
+from ..monitor.status import MIN_WATCH_SECONDS, gather, height_of, json_document, render_lines, watch
+from ..monitor.table import terminal_width, use_colour
+from ..scheduler import SchedulerError
+from .common import EXIT_OK, UsageError, make_parser, run_main, scheduler_from_args
+
+DESCRIPTION = (
+    "Your jobs in the queue now: id, name, state, elapsed and time left, nodes, partition; "
+    "for pending jobs why they wait, for running jobs the runner's phase and the log path."
+)
+
+
+def build_parser():
+    parser = make_parser("ot-status", DESCRIPTION)
+    parser.add_argument("--user", default=None, help="whose jobs (default: you; with --account: everyone's)")
+    parser.add_argument("--account", "-A", default=None,
+                        help="the jobs of this Slurm account (your team's), like the old sqteam")
+    options.add_tail(parser)
+    parser.add_argument("--watch", type=options.positive_number("--watch"), metavar="SECONDS",
+                        default=None, help="redraw every SECONDS seconds (at least 1) until Ctrl-C")
+    options.add_json(parser)
+    options.add_experiments_dir(parser)
+    return parser
+
+
+def body(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.watch is not None and args.watch < MIN_WATCH_SECONDS:
+        raise UsageError(f"--watch must be at least {MIN_WATCH_SECONDS:g} second: the controller is shared")
+    if args.watch is not None and args.json:
+        raise UsageError("--watch and --json do not go together: run --json in your own loop")
+    scheduler = scheduler_from_args(args)
+    user = args.user if args.user or args.account else options.current_user()
+    who = " and ".join(x for x in (user and f"user {user}" if args.account else user,
+                                   args.account and f"account {args.account}") if x)
+    index = LogIndex(logs_dirs(experiments_dirs(args.experiments_dir)))
+    show_user = bool(args.account)
+
+    def views():
+        return gather(scheduler.list_jobs(user=user, account=args.account), args.tail, index)
+
+    if args.json:
+        options.write_json(json_document(views(), user, args.account, bool(args.tail)))
+        return EXIT_OK
+    stream = sys.stdout
+    width, colour = terminal_width(stream), use_colour(stream)
+    if args.watch is None:
+        options.write_lines(render_lines(views(), who, width, colour, show_user))
+        return EXIT_OK
+
+    def frame() -> List[str]:
+        try:
+            return render_lines(views(), who, terminal_width(stream), colour, show_user)
+        except SchedulerError as exc:
+            return [f"error: {exc} (trying again)"]
+
+    in_place = stream.isatty()
+    return watch(args.watch, frame, stream, in_place, height_of(stream) if in_place else None)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    return run_main(not_yet_implemented("ot-status"), argv)
+    return run_main(body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,6 @@ line; nothing written or submitted).
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 from typing import Dict, List, Optional

@@ -418,7 +418,7 @@ class PyslurmScheduler(Scheduler):
         except ControllerUnreachable:
             raise
         except self._errors as exc:
-            raise self._failure("Slurm refused the job", exc) from None
+            raise self._failure("Batch job submission failed", exc) from None
         except ValueError as exc:  # pyslurm's own validation (script, signal, memory)
             raise self._failure("pyslurm rejected the job description", exc) from None
         return int(job_id)

@@ -1,0 +1,36 @@
+# Stand-in for pyslurm 25.11.2 pyslurm/__init__.py, backed by the local Slurm cluster
+# through Slurm's commands (see _bridge.py). Names exported as there:
+#   __version__ (version.py); db, constants; Job, Jobs, JobSubmitDescription
+#   (core/job/__init__.py); error, PyslurmError, RPCError (core/error.pyx);
+#   slurm_init, slurm_fini (api.pyx), called at import unless PYSLURM_DISABLE_AUTO_INIT;
+#   the Slurm error numbers that pyslurm/deprecated.pyx re-exports via
+#   pydefines/slurm_errno_*.pxi (only those in core/error.py ERRNO_NAMES).
+# Not modelled: Node(s), Partition(s), Reservation(s), JobStep(s), slurmctld, enums,
+# utils, the deprecated API.
+"""pyslurm 25.11.2 stand-in (tests only)."""
+import os
+
+from .version import __version__
+
+from . import db
+from . import constants
+
+from .core.job import (
+    Job,
+    Jobs,
+    JobSubmitDescription,
+)
+from .core import error
+from .core.error import (
+    PyslurmError,
+    RPCError,
+)
+from .core.error import SLURM_SUCCESS, SLURM_ERROR, ERRNO_NAMES as _ERRNO_NAMES
+
+globals().update(_ERRNO_NAMES)
+
+from .api import slurm_init, slurm_fini
+
+_auto_init_disabled = bool(os.environ.get("PYSLURM_DISABLE_AUTO_INIT", False))
+if not _auto_init_disabled:
+    slurm_init()
