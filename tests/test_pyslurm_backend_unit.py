@@ -471,7 +471,7 @@ def test_refused_submission_is_one_line_scheduler_error():
     with pytest.raises(SchedulerError) as info:
         sched.submit(make_request(partition="nope"))
     assert not isinstance(info.value, ControllerUnreachable)
-    assert "Invalid partition name specified (extra line)" in str(info.value)
+    assert str(info.value) == "Batch job submission failed: Invalid partition name specified (extra line)"
     assert "\n" not in str(info.value) and sleeps == []
 
 

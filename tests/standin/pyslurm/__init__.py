@@ -10,26 +10,26 @@
 """pyslurm 25.11.2 stand-in (tests only)."""
 import os
 
-from .version import __version__
+from .version import __version__  # noqa: F401
 
-from . import db
-from . import constants
+from . import db  # noqa: F401
+from . import constants  # noqa: F401
 
-from .core.job import (
+from .core.job import (  # noqa: F401
     Job,
     Jobs,
     JobSubmitDescription,
 )
-from .core import error
-from .core.error import (
+from .core import error  # noqa: F401
+from .core.error import (  # noqa: F401
     PyslurmError,
     RPCError,
 )
-from .core.error import SLURM_SUCCESS, SLURM_ERROR, ERRNO_NAMES as _ERRNO_NAMES
+from .core.error import SLURM_SUCCESS, SLURM_ERROR, ERRNO_NAMES as _ERRNO_NAMES  # noqa: F401
 
 globals().update(_ERRNO_NAMES)
 
-from .api import slurm_init, slurm_fini
+from .api import slurm_init, slurm_fini  # noqa: F401
 
 _auto_init_disabled = bool(os.environ.get("PYSLURM_DISABLE_AUTO_INIT", False))
 if not _auto_init_disabled:

@@ -1,0 +1,244 @@
+"""ot-rmlogs: what to delete (pure planning) and the deleting step.
+
+Only files that are ours are ever candidates:
+
+* in ``<experiments>/logs/``: ``<name>_<jobid>.log``, ``<name>_<jobid>.out``,
+  ``<name>_<jobid>.state.json`` and Slurm's ``slurm-<jobid>.out``;
+* in ``<experiments>/specs/``: ``<name>_<YYYYmmddTHHMMSSZ>.json`` (ot-submit's specs);
+
+regular files only (a symbolic link is never followed nor deleted, nor is a ``logs`` or
+``specs`` directory that is a link), owned by the user running ot-rmlogs, not in a
+subdirectory. A file is deleted when it is older (mtime) than the cutoff and does not
+belong to a job that is still pending or running (logs and run-state files by job id,
+specs by job name). Directories are opened once and files removed relative to them
+(``dir_fd``), so a directory swapped for a link during the run is not followed either.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from typing import FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
+
+from .dirs import LOGS, SPECS
+
+_LOG = re.compile(r"^(?:(?P<name>.+)_|slurm-)(?P<id>\d+)(?:\.log|\.out|\.state\.json)$")
+_SPEC = re.compile(r"^(?P<name>.+)_\d{8}T\d{6}Z\.json$")
+_LOG_SUFFIXES = (".log", ".out", ".state.json")
+
+
+FILE, LINK, OTHER = "file", "link", "other"
+
+
+class Entry(NamedTuple):
+    """One directory entry as the planner sees it (a NamedTuple: 100,000 of them are cheap)."""
+
+    name: str
+    type: str  # FILE (a regular file), LINK (a symbolic link) or OTHER
+    mtime: float
+    size: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class Active:
+    """What must be kept: the job ids and job names of pending/running jobs."""
+
+    job_ids: FrozenSet[int] = frozenset()
+    job_names: FrozenSet[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class DirectoryPlan:
+    directory: str
+    delete: Tuple[Tuple[str, int, float], ...] = ()  # (file name, size, mtime)
+    kept_active: int = 0
+    kept_recent: int = 0
+    links: Tuple[str, ...] = ()  # names that are symbolic links (never followed)
+    not_ours: int = 0  # other names, other owners, directories
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size, _ in self.delete)
+
+
+@dataclass(frozen=True)
+class Plan:
+    directories: Tuple[DirectoryPlan, ...] = ()
+    notes: Tuple[str, ...] = field(default=())  # e.g. a logs dir that is a link
+
+    @property
+    def files(self) -> int:
+        return sum(len(d.delete) for d in self.directories)
+
+    @property
+    def bytes(self) -> int:
+        return sum(d.bytes for d in self.directories)
+
+    @property
+    def kept_active(self) -> int:
+        return sum(d.kept_active for d in self.directories)
+
+    @property
+    def links(self) -> int:
+        return sum(len(d.links) for d in self.directories)
+
+
+def owner_of(kind: str, name: str) -> Optional[Tuple[Optional[int], Optional[str]]]:
+    """(job id, job name) when ``name`` is one of our files in a ``kind`` directory
+    (``logs`` or ``specs``), else None. Specs carry no job id; Slurm's default
+    ``slurm-<id>.out`` carries no job name."""
+    if kind == LOGS:
+        if not name.endswith(_LOG_SUFFIXES):
+            return None
+        match = _LOG.match(name)
+        return (int(match.group("id")), match.group("name")) if match else None
+    if kind == SPECS:
+        if not name.endswith(".json"):
+            return None
+        match = _SPEC.match(name)
+        return (None, match.group("name")) if match else None
+    return None
+
+
+def plan_directory(directory: str, kind: str, entries: Iterable[Entry], cutoff: float,
+                   active: Active, uid: Optional[int]) -> DirectoryPlan:
+    """Decide for each entry of one directory (pure). ``uid=None`` accepts any owner."""
+    delete: List[Tuple[str, int, float]] = []
+    links: List[str] = []
+    kept_active = kept_recent = not_ours = 0
+    ids, names = active.job_ids, active.job_names
+    for entry in entries:
+        owner = owner_of(kind, entry.name)
+        if owner is None:
+            not_ours += 1
+            continue
+        if entry.type != FILE:
+            if entry.type == LINK:
+                links.append(entry.name)
+            else:
+                not_ours += 1
+            continue
+        if uid is not None and entry.uid != uid:
+            not_ours += 1
+            continue
+        job_id, job_name = owner
+        if (job_id is not None and job_id in ids) or (job_id is None and job_name in names):
+            kept_active += 1
+        elif entry.mtime < cutoff:
+            delete.append((entry.name, entry.size, entry.mtime))
+        else:
+            kept_recent += 1
+    return DirectoryPlan(directory, tuple(delete), kept_active, kept_recent, tuple(links), not_ours)
+
+
+# -- I/O ---------------------------------------------------------------------------------
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_subdirectory(experiments_dir: str, kind: str) -> Tuple[Optional[int], Optional[str]]:
+    """(fd, None) for ``<experiments_dir>/<kind>``, or (None, why not) when it is missing
+    (why: None) or a symbolic link."""
+    path = os.path.join(experiments_dir, kind)
+    try:
+        return os.open(path, _DIR_FLAGS), None
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            return None, f"not following {path}: it is a symbolic link"
+        if exc.errno == errno.ENOTDIR:
+            return None, f"skipping {path}: not a directory"
+        raise
+
+
+def scan(fd: int, kind: str) -> List[Entry]:
+    """The entries of an open directory whose names can be ours (only those are stat-ed);
+    links are reported as links, never followed."""
+    entries = []
+    append = entries.append
+    with os.scandir(fd) as listing:
+        for item in listing:
+            if owner_of(kind, item.name) is None:
+                continue
+            try:
+                info = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            mode = info.st_mode
+            if stat.S_ISREG(mode):
+                append(Entry(item.name, FILE, info.st_mtime, info.st_size, info.st_uid))
+            else:
+                append(Entry(item.name, LINK if stat.S_ISLNK(mode) else OTHER, info.st_mtime, 0,
+                             info.st_uid))
+    return entries
+
+
+def make_plan(experiments: Iterable[str], cutoff: float, active: Active,
+              uid: Optional[int]) -> Tuple[Plan, List[Tuple[str, int]]]:
+    """Scan every experiments directory; returns the plan and the open (path, fd) pairs
+    the deleting step works through (close them with :func:`close_all`)."""
+    plans, notes, fds = [], [], []
+    try:
+        for experiments_dir in experiments:
+            for kind in (LOGS, SPECS):
+                fd, why = open_subdirectory(experiments_dir, kind)
+                if why:
+                    notes.append(why)
+                if fd is None:
+                    continue
+                path = os.path.join(experiments_dir, kind)
+                fds.append((path, fd))
+                plans.append(plan_directory(path, kind, scan(fd, kind), cutoff, active, uid))
+    except BaseException:
+        close_all(fds)
+        raise
+    return Plan(tuple(plans), tuple(notes)), fds
+
+
+def close_all(fds: Iterable[Tuple[str, int]]) -> None:
+    for _, fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    files: int
+    bytes: int
+    errors: Tuple[str, ...]
+
+
+def delete(plan: Plan, fds: Iterable[Tuple[str, int]]) -> Outcome:
+    """Unlink the planned files relative to their directory's fd; never follows links."""
+    by_path = dict(fds)
+    files = freed = 0
+    errors = []
+    unlink = os.unlink
+    for directory in plan.directories:
+        fd = by_path[directory.directory]
+        for name, size, _ in directory.delete:
+            try:
+                unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue  # gone meanwhile: nothing to do
+            except OSError as exc:
+                errors.append(f"{os.path.join(directory.directory, name)}: {exc.strerror or exc}")
+                continue
+            files += 1
+            freed += size
+    return Outcome(files, freed, tuple(errors))
+
+
+def format_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} bytes"  # pragma: no cover
