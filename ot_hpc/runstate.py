@@ -35,6 +35,9 @@ class RunState:
     timings: Mapping[str, float] = field(default_factory=dict)  # phase -> seconds
     message: Optional[str] = None  # last error or note, one line
     exit_code: Optional[int] = None
+    # Runner extras for humans and tests: "ports" (first-last), "nodes" {name: ip},
+    # "tunnel_pid", "marker". Keys may be added; readers must not require any.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)

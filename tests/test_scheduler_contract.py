@@ -66,11 +66,40 @@ def make_scheduler(lane: str):
     return PyslurmScheduler(pyslurm_module=load_standin_pyslurm())
 
 
+@pytest.fixture(scope="session")
+def lane_schedulers(slurm_cluster):
+    """One scheduler per lane, built once (a lane that cannot run holds its skip reason)."""
+    built = {}
+    for lane in LANES:
+        try:
+            built[lane] = make_scheduler(lane)
+        except pytest.skip.Exception as exc:
+            built[lane] = exc
+    return built
+
+
+@pytest.fixture(scope="session")
+def timeout_jobs(lane_schedulers, tmp_path_factory):
+    """A 1-minute job per lane, all submitted when the first lane starts, so the ~90 s
+    until Slurm ends them overlap each other and the rest of the suite."""
+    tmp = tmp_path_factory.mktemp("timeout")
+    jobs = {}
+    for lane, sched in lane_schedulers.items():
+        if not isinstance(sched, BaseException):
+            jobs[lane] = sched.submit(request_for(tmp, f"timeout-{lane}", "sleep 600", time_limit_minutes=1))
+    yield jobs
+    for job_id in jobs.values():
+        CliScheduler().cancel(job_id)
+
+
 @pytest.fixture(scope="module", params=LANES)
-def scheduler(request, slurm_cluster):
-    sched = make_scheduler(request.param)
+def scheduler(request, lane_schedulers):
+    sched = lane_schedulers[request.param]
+    if isinstance(sched, BaseException):
+        pytest.skip(str(sched))
     created = []
     sched.created_job_ids = created  # cancelled at the end of the lane
+    sched.lane = request.param
     yield sched
     for job_id in created:
         CliScheduler().cancel(job_id)
@@ -104,14 +133,7 @@ def wait_state(scheduler, job_id, states, timeout=60):
     return wait_for(check, timeout, f"job {job_id} to reach {sorted(s.value for s in states)}")
 
 
-@pytest.fixture(scope="module")
-def timeout_job(scheduler, tmp_path_factory):
-    """Submitted as the lane's first test starts, so its ~90 s overlap the others."""
-    tmp = tmp_path_factory.mktemp("timeout")
-    return submit(scheduler, request_for(tmp, "timeout", "sleep 600", time_limit_minutes=1))
-
-
-def test_starts_timeout_job_and_two_nodes_run_two_tasks(scheduler, timeout_job, tmp_path):
+def test_starts_timeout_jobs_and_two_nodes_run_two_tasks(scheduler, timeout_jobs, tmp_path):
     request = request_for(
         tmp_path, "twonodes",
         "srun bash -c 'echo node=$SLURMD_NODENAME'\nenv | sort > env.txt",
@@ -225,7 +247,7 @@ def test_finished_jobs_in_accounting_for_user_and_window(scheduler, tmp_path, cu
     assert job_id not in {r.job_id for r in others}
 
 
-def test_time_limit_ends_in_timeout(scheduler, timeout_job):
-    record = wait_state(scheduler, timeout_job, {JobState.TIMEOUT, JobState.FAILED, JobState.CANCELLED,
+def test_time_limit_ends_in_timeout(scheduler, timeout_jobs):
+    record = wait_state(scheduler, timeout_jobs[scheduler.lane], {JobState.TIMEOUT, JobState.FAILED, JobState.CANCELLED,
                                                  JobState.COMPLETED}, timeout=TIMEOUT_WAIT_SECONDS)
     assert record.state is JobState.TIMEOUT, record
