@@ -107,6 +107,11 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("SKYRL_CHECK", "--skyrl-check", "choice", "compose the overrides against "
             "SkyRL's Hydra config before submitting (auto: where skyrl_train imports)",
             default="auto", choices=("auto", "true", "false"), group="trainer"),
+    Setting("PREDOWNLOAD", "--predownload", "choice", "download Hugging Face ids named by "
+            "MODEL_PATH/TRAIN_DATA/VAL_DATA into HF_HUB_CACHE on the login node before "
+            "submitting, and give SkyRL the local snapshots (auto: when the cluster's compute "
+            "nodes have no internet; never on --dry-run)", default="auto",
+            choices=("auto", "true", "false"), group="trainer"),
     # --- environment ------------------------------------------------------------------
     Setting("SECRET_ENV_PATH", "--secret-env", "path", "secret env file (HF_TOKEN, "
             "WANDB_API_KEY, ...), read by the runner on the compute node only",

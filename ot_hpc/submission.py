@@ -6,7 +6,11 @@ torchx style::
     print(dryrun(request))       # the exact job description, batch script, spec, command
     submitted = schedule(request, scheduler)  # writes the spec (0600) and submits
 
-``schedule`` is the only function that creates files or directories or talks to Slurm.
+``schedule`` is the only function that creates files or directories, downloads or talks to
+Slurm. Hugging Face ids planned for a login-node pre-download (``PREDOWNLOAD``, see
+:mod:`ot_hpc.predownload`) are fetched first, then the spec is written with the local
+snapshot paths; a failed download stops everything before a file is written. The dry run
+shows what would be downloaded and the paths SkyRL would get, and downloads nothing.
 
 The restart contract (``MAX_RESTARTS=N``, implemented by the runner): the job is
 submitted with ``--requeue``; when the trainer fails, or the job gets USR2 before the
@@ -23,13 +27,16 @@ import json
 import os
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .config import MergedConfig, Problem
 from .durations import format_minutes
 from .paths import package_import_root
+from .predownload import (INSTALL_HINT, Download, PredownloadError, describe, fetch,  # noqa: F401
+                          huggingface_hub_available, localized_overrides, plan_downloads,
+                          read_hf_token)
 from .scheduler.base import JobRecord, JobRequest, JobState, Scheduler
 from .spec import JobSpec, spec_to_json, write_spec
 from .validate import ValidatedJob, validate
@@ -58,6 +65,7 @@ class SubmissionRequest:
     spec_path: str
     log_path_pattern: str  # <experiments>/logs/<job_name>_%j.log
     warnings: Tuple[str, ...] = ()
+    downloads: Tuple[Download, ...] = ()  # fetched by schedule, before the spec is written
 
     def log_path(self, job_id: int) -> str:
         return self.spec.log_path(str(job_id))
@@ -169,7 +177,20 @@ def build_from_job(job: ValidatedJob, environ: Mapping[str, str],
         requeue=job.max_restarts > 0,
         hold=job.hold,
     )
-    return SubmissionRequest(job, request, spec, spec_path, log_pattern, tuple(warnings))
+    return SubmissionRequest(job, request, spec, spec_path, log_pattern, tuple(warnings),
+                             plan_downloads(job, job.cluster))
+
+
+def with_snapshots(request: SubmissionRequest, snapshots: Mapping[Download, str]) -> SubmissionRequest:
+    """The request with every downloaded Hugging Face id replaced by its local snapshot
+    directory in the overrides (job and spec); the batch script and job description are
+    unchanged (they name the spec file, not its contents)."""
+    if not request.downloads:
+        return request
+    overrides = localized_overrides(request.job, request.downloads, snapshots)
+    job = replace(request.job, overrides=overrides)
+    spec = replace(request.spec, overrides=tuple(o.text for o in overrides))
+    return replace(request, job=job, spec=spec)
 
 
 def build(
@@ -204,8 +225,35 @@ def sbatch_lines(request: JobRequest) -> List[str]:
     return [f"#SBATCH {argument}" for argument in arguments]
 
 
+def predownload_lines(request: SubmissionRequest) -> List[str]:
+    """Comment lines: what ``schedule`` would download first, and the paths SkyRL would get."""
+    if not request.downloads:
+        return []
+    job = request.job
+    mode = (job.resolved_config.get("PREDOWNLOAD") or "auto").strip().lower()
+    why = (f"PREDOWNLOAD=auto: compute nodes of {job.cluster.name} have no internet"
+           if mode == "auto" else f"PREDOWNLOAD={mode}")
+    out = ["#", f"# Pre-download ({why}):",
+           f"# on submission (not now) ot-submit downloads into {request.downloads[0].cache_dir}"
+           " and gives SkyRL the local snapshots:"]
+    pending = False
+    for download in request.downloads:
+        cached = download.cached_snapshot()
+        pending = pending or cached is None
+        out.append(f"#   {describe(download, download.expected_snapshot(), cached is not None)}")
+    if pending:
+        out.append("#   (<main>: the commit `main` points to when it is downloaded)")
+    if not huggingface_hub_available():
+        out.append(f"# Note: huggingface_hub does not import here, so the submission would stop: "
+                   f"{INSTALL_HINT}")
+    return out
+
+
 def dryrun(request: SubmissionRequest) -> str:
-    """Exactly what ``schedule`` would write and submit, as text. Touches nothing."""
+    """Exactly what ``schedule`` would write and submit, as text. Touches nothing: planned
+    downloads are shown (with the snapshot paths they would give), not done."""
+    planned = predownload_lines(request)
+    request = with_snapshots(request, {d: d.expected_snapshot() for d in request.downloads})
     jr = request.job_request
     script_lines = jr.script.rstrip("\n").split("\n")
     out: List[str] = [script_lines[0]]
@@ -217,6 +265,7 @@ def dryrun(request: SubmissionRequest) -> str:
     out.append("# The job's environment (exactly these variables, nothing else from this shell):")
     for key in sorted(jr.environment):
         out.append(f"#   {key}={shlex.quote(jr.environment[key])}")
+    out.extend(planned)
     out.append("#")
     out.extend(script_lines[1:])
     out.append("#")
@@ -234,11 +283,31 @@ def dryrun(request: SubmissionRequest) -> str:
 # ------------------------------------------------------------------------------------
 
 
-def schedule(request: SubmissionRequest, scheduler: Scheduler) -> SubmittedJob:
-    """Create logs/ and specs/, write the spec (0600, atomically), submit.
+def fetch_planned(request: SubmissionRequest,
+                  report: Optional[Callable[[str], None]] = None) -> SubmissionRequest:
+    """Fetch the planned downloads; return the request with the local snapshot paths.
 
-    When the submission fails the spec is removed again and the error propagates.
+    The token is HF_TOKEN of the secret env file, read here and passed to huggingface_hub
+    only; the endpoint is the job environment's HF_ENDPOINT (default: the library's).
+    Raises :class:`~ot_hpc.predownload.PredownloadError` (one line)."""
+    if not request.downloads:
+        return request
+    job = request.job
+    snapshots = fetch(request.downloads, token=read_hf_token(job.secret_env_file),
+                      endpoint=job.environment.get("HF_ENDPOINT") or None, report=report)
+    return with_snapshots(request, snapshots)
+
+
+def schedule(request: SubmissionRequest, scheduler: Scheduler,
+             report: Optional[Callable[[str], None]] = None) -> SubmittedJob:
+    """Pre-download (when planned), create logs/ and specs/, write the spec (0600,
+    atomically), submit.
+
+    A failed download raises :class:`~ot_hpc.predownload.PredownloadError` before anything
+    is written or submitted. When the submission fails the spec is removed again and the
+    error propagates.
     """
+    request = fetch_planned(request, report)
     os.makedirs(os.path.dirname(request.log_path_pattern), exist_ok=True)
     write_spec(request.spec_path, request.spec)
     try:

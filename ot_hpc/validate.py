@@ -13,19 +13,19 @@ import re
 import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import naming
 from .clusters import Cluster
 from .config import SETTINGS_BY_KEY, MergedConfig, Override, Problem, env_file_keys
 from .durations import parse_time_limit_minutes
 from .hostlist import expand_hostlist
+from .predownload import (KINDS, classify_value, hub_cache_dir, hydra_value, parse_hub_id,
+                          predownload_enabled)
 
 MAX_SIGNAL_SECONDS = 65535  # Slurm's limit for --signal ...@<seconds>
 _INT = re.compile(r"^[0-9]+$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_DATA_SUFFIXES = (".parquet", ".json", ".jsonl", ".csv", ".arrow")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -89,6 +89,9 @@ class ValidatedJob:
     environment: Mapping[str, str]
     resolved_config: Mapping[str, str]
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # MODEL_PATH/TRAIN_DATA/VAL_DATA as items: absolute paths or Hugging Face ids (absent when
+    # not set or given as a verbatim Hydra list); what ot_hpc.predownload plans from.
+    mapped_values: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,6 @@ def _data_items(text: str) -> Optional[List[str]]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _looks_like_path(text: str) -> bool:
-    return text.startswith(("/", "~", "./", "../")) or text.endswith(_DATA_SUFFIXES)
-
-
 def _group_or_other_readable(path: str) -> bool:
     try:
         return bool(os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))
@@ -213,10 +212,9 @@ def _group_or_other_readable(path: str) -> bool:
         return False
 
 
-def _check_data(checker: _Checker, key: str, cluster: Cluster) -> Optional[str]:
-    """TRAIN_DATA/VAL_DATA -> the Hydra value (a list of absolute paths or ids)."""
-    from .skyrl_check import hydra_list
-
+def _check_data(checker: _Checker, key: str) -> Union[None, str, Tuple[str, ...]]:
+    """TRAIN_DATA/VAL_DATA -> its items (absolute paths or Hugging Face ids, ``org/name`` or
+    ``org/name:split``), or the text itself when it is a Hydra list (passed verbatim)."""
     text = checker.value(key)
     if text is None:
         return None
@@ -225,48 +223,77 @@ def _check_data(checker: _Checker, key: str, cluster: Cluster) -> Optional[str]:
         return text  # a Hydra list as written: passed verbatim
     resolved = []
     for item in items:
-        if _looks_like_path(item):
+        kind = classify_value(item, "dataset", checker.cwd)
+        if kind == "path":
             path = os.path.abspath(os.path.join(checker.cwd, os.path.expanduser(item)))
             if not os.path.isfile(path) and not os.path.isdir(path):
                 checker.problem(key, f"data file {path} does not exist",
                                 "make the data first (e.g. SkyRL's examples/gsm8k/gsm8k_dataset.py)"
                                 " or fix the path")
             resolved.append(path)
-        elif _HF_ID.match(item):
-            if not cluster.compute_has_internet:
-                checker.warnings.append(
-                    f"{key}={item}: a Hugging Face id; compute nodes of {cluster.name} reach the "
-                    "Hub only through the tunnel: download it on the login node and give the path")
+        elif kind == "hub":
             resolved.append(item)
         else:
             checker.problem(key, f"{item!r} is neither an existing path nor a Hugging Face id",
-                            "give an absolute path (…/train.parquet) or org/name")
-    return hydra_list(resolved)
+                            "give an absolute path (…/train.parquet), org/name or org/name:split")
+    return tuple(resolved)
 
 
-def _check_model(checker: _Checker, cluster: Cluster) -> Optional[str]:
-    from .skyrl_check import hydra_quote
-
+def _check_model(checker: _Checker) -> Optional[Tuple[str, ...]]:
+    """MODEL_PATH -> (absolute directory,) or (Hugging Face id,)."""
     text = checker.value("MODEL_PATH")
     if text is None:
         return None
-    if _looks_like_path(text) or os.path.isdir(os.path.join(checker.cwd, text)):
+    kind = classify_value(text, "model", checker.cwd)
+    if kind == "path":
         path = os.path.abspath(os.path.join(checker.cwd, os.path.expanduser(text)))
         if not os.path.isdir(path):
             checker.problem("MODEL_PATH", f"{path} is not a directory",
                             "give a model directory or a Hugging Face id (org/name)")
             return None
-        return hydra_quote(path)
-    if not _HF_ID.match(text):
+        return (path,)
+    if kind != "hub":
         checker.problem("MODEL_PATH", "is neither an existing directory nor a Hugging Face id",
                         "give a model directory or org/name")
         return None
-    if not cluster.compute_has_internet:
-        checker.warnings.append(
-            f"MODEL_PATH={text}: a Hugging Face id; compute nodes of {cluster.name} reach the Hub "
-            "only through the tunnel: download it on the login node (huggingface-cli download) and "
-            "give the snapshot path")
-    return hydra_quote(text)
+    return (text,)
+
+
+def _check_hub_ids(checker: _Checker, cluster: Cluster, mapped_values: Mapping[str, Sequence[str]],
+                   predownload: bool, environment: Mapping[str, str]) -> None:
+    """Hugging Face ids on a cluster without internet: downloaded on the login node (then
+    the cache must be usable), or a warning that the job reaches the Hub only by tunnel."""
+    hub_items = [(key, item) for key, items in mapped_values.items() for item in items
+                 if parse_hub_id(item, KINDS[key]) is not None]
+    if not hub_items:
+        return
+    if not predownload:
+        if not cluster.compute_has_internet:
+            for key, item in hub_items:
+                checker.warnings.append(
+                    f"{key}={item}: a Hugging Face id and PREDOWNLOAD=false; compute nodes of "
+                    f"{cluster.name} reach the Hub only through the tunnel (PREDOWNLOAD=auto "
+                    "downloads it on the login node and gives SkyRL the local snapshot)")
+        return
+    cache = hub_cache_dir(environment)
+    first = f"{hub_items[0][0]}={hub_items[0][1]}"
+    if cache is None:
+        checker.problem("PREDOWNLOAD", f"{first} is downloaded on the login node but neither "
+                        "HF_HUB_CACHE nor HF_HOME is set", "set HF_HUB_CACHE=<directory on the "
+                        "shared filesystem> in the site env file, or PREDOWNLOAD=false")
+        return
+    if not os.path.isabs(cache):
+        checker.problem("PREDOWNLOAD", f"the HF cache {cache} (HF_HUB_CACHE/HF_HOME) is not an "
+                        "absolute path", "set HF_HUB_CACHE=<absolute directory on the shared "
+                        "filesystem>, or PREDOWNLOAD=false")
+        return
+    probe = cache
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        checker.problem("PREDOWNLOAD", f"{first} is downloaded into {cache}, but {probe} is not "
+                        "a writable directory", "set HF_HUB_CACHE to a directory you can write "
+                        "on the shared filesystem, or PREDOWNLOAD=false")
 
 
 def _int_of(value: Optional[str]) -> Optional[int]:
@@ -413,6 +440,7 @@ def validate(
     grace = checker.integer("SHUTDOWN_GRACE", 0)
     needs_tunnel_text = checker.choice("NEEDS_TUNNEL")
     skyrl_check_mode = checker.choice("SKYRL_CHECK") or "auto"
+    predownload_mode = checker.choice("PREDOWNLOAD") or "auto"
 
     # --- entrypoint and interpreters ---------------------------------------------------
     entrypoint = checker.value("SKYRL_ENTRYPOINT")
@@ -492,9 +520,10 @@ def validate(
     environment = {k: (e.value or "") for k, e in config.environment.items()}
     user_overrides = _override_map(config.overrides)
     mapped: List[Override] = []
-    for key, make in (("MODEL_PATH", lambda: _check_model(checker, cluster)),
-                      ("TRAIN_DATA", lambda: _check_data(checker, "TRAIN_DATA", cluster)),
-                      ("VAL_DATA", lambda: _check_data(checker, "VAL_DATA", cluster))):
+    mapped_values: Dict[str, Tuple[str, ...]] = {}
+    for key, make in (("MODEL_PATH", lambda: _check_model(checker)),
+                      ("TRAIN_DATA", lambda: _check_data(checker, "TRAIN_DATA")),
+                      ("VAL_DATA", lambda: _check_data(checker, "VAL_DATA"))):
         hydra_key = SETTINGS_BY_KEY[key].hydra_key or ""
         if checker.value(key) is None:
             continue
@@ -503,9 +532,16 @@ def validate(
                             f"({user_overrides[hydra_key].source})",
                             f"keep either {key} or {hydra_key}")
             continue
-        hydra_value = make()
-        if hydra_value is not None:
-            mapped.append(Override("", hydra_key, hydra_value, config.source(key)))
+        items = make()
+        if items is None:
+            continue
+        if isinstance(items, str):
+            mapped.append(Override("", hydra_key, items, config.source(key)))
+            continue
+        mapped_values[key] = items
+        mapped.append(Override("", hydra_key, hydra_value(key, items), config.source(key)))
+    _check_hub_ids(checker, cluster, mapped_values,
+                   predownload_enabled(predownload_mode, cluster), environment)
     added: List[Override] = []
     if max_restarts:
         resume = user_overrides.get(RESUME_OVERRIDE)
@@ -595,6 +631,7 @@ def validate(
         environment=environment,
         resolved_config=resolved,
         created_at=now,
+        mapped_values=mapped_values,
     )
     return ValidationResult(job, (), tuple(checker.warnings))
 

@@ -175,3 +175,42 @@ def test_wait_follows_a_job_to_its_end(slurm_cluster, workdir, monkeypatch):
     assert result.returncode == 3, result.stdout + result.stderr
     assert "FAILED" in result.stdout
     assert time.monotonic() - started < 110
+
+
+def test_predownload_on_dry_run_downloads_nothing_then_submits_snapshots(slurm_cluster, workdir):
+    """PREDOWNLOAD=true with a fake Hub on 127.0.0.1: --dry-run sends no request and creates
+    no cache; the real submission downloads (token from the secret file only) and the held
+    job's spec names the local snapshots."""
+    from .test_predownload import DATA_SHA, HUB_REPOS, MODEL_SHA, FakeHub
+
+    hub = FakeHub(HUB_REPOS)
+    name = f"submittest-{uuid.uuid4().hex[:8]}"
+    exp, cache = workdir / "exp", workdir / "hub"
+    (workdir / "job.env").write_text(
+        "CLUSTER=local\nNUM_NODES=1\nTIME_LIMIT=5\nGPUS_PER_NODE=0\nNEEDS_TUNNEL=false\n"
+        "SKYRL_ENTRYPOINT=ot_hpc.demo_trainer\nPREDOWNLOAD=true\nMODEL_PATH=org/tiny-model\n"
+        f"TRAIN_DATA=org/tiny-data:train\nHF_HUB_CACHE={cache}\nHF_ENDPOINT={hub.url}\n"
+        f"SECRET_ENV_PATH={workdir / 'secret.env'}\n")
+    args = ["--config", "job.env", "--hold", "--job-name", name, "--experiments-dir", str(exp)]
+    try:
+        result = ot_submit([*args, "--dry-run"], cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        assert "# Pre-download (PREDOWNLOAD=true):" in result.stdout
+        assert hub.requests == [] and not cache.exists() and not exp.exists()
+        result = ot_submit(args, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        job_id = submitted_id(result.stdout)
+        try:
+            assert {auth for _m, _p, auth in hub.requests} == {f"Bearer {SECRET_VALUES[0]}"}
+            spec_text = next((exp / "specs").glob(f"{name}_*.json")).read_text()
+            model = cache / "models--org--tiny-model" / "snapshots" / MODEL_SHA
+            data = cache / "datasets--org--tiny-data" / "snapshots" / DATA_SHA
+            assert f"trainer.policy.model.path={model}" in spec_text
+            assert f"data.train_data=['{data}:train']" in spec_text
+            assert (model / "config.json").is_file()
+            for secret in SECRET_VALUES:
+                assert secret not in spec_text and secret not in result.stdout + result.stderr
+        finally:
+            subprocess.run(["scancel", str(job_id)], capture_output=True)
+    finally:
+        hub.close()

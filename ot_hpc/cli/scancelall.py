@@ -62,7 +62,7 @@ def body(argv: Optional[List[str]] = None) -> int:
               "pass --yes to cancel them")
         return EXIT_USAGE
     if decision == ASK:
-        sys.stderr.write(f"Cancel these {count}? [y/N] ")
+        sys.stderr.write(f"Cancel {'this job' if len(chosen) == 1 else f'these {count}'}? [y/N] ")
         sys.stderr.flush()
         if not is_yes(sys.stdin.readline()):
             options.write_lines(["Nothing cancelled."])

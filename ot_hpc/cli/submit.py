@@ -5,8 +5,9 @@
     ot-submit --config gsm8k.env --show-config
 
 Exit codes: 0 submitted (with --wait: the job completed), 1 Slurm refused or failed
-(with --wait: the job's exit code, or 1), 2 bad input (every problem listed, one per
-line; nothing written or submitted).
+(with --wait: the job's exit code, or 1), or the login-node pre-download could not reach
+the Hub, 2 bad input (every problem listed, one per line; a Hugging Face id that cannot
+be downloaded as given). On 1 and 2 before submission nothing is written or submitted.
 """
 from __future__ import annotations
 
@@ -116,7 +117,15 @@ def body(argv: Optional[List[str]] = None) -> int:
         return EXIT_OK
 
     scheduler = scheduler_from_args(args)
-    submitted = submission.schedule(request, scheduler)
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        submitted = submission.schedule(request, scheduler, report=progress)
+    except submission.PredownloadError as exc:
+        print(f"error: {exc} (nothing was written or submitted)", file=sys.stderr)
+        return exc.exit_code
     job = request.job
     print(f"submitted job {submitted.job_id} ({job.job_name}) on {job.cluster.name}"
           f"{'/' + job.partition if job.partition else ''}: {job.num_nodes} node(s), "

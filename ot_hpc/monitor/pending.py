@@ -53,7 +53,6 @@ _EXACT = {
     "Cleaning": (RESOURCES, "waiting for a previous run of the job to be cleaned up"),
     "Prolog": (RESOURCES, "the node prolog is still running"),
     "Scheduling": (RESOURCES, "the scheduler has not looked at it yet"),
-    "None": (RESOURCES, "the scheduler has not looked at it yet"),
     "PowerUpNode": (RESOURCES, "waiting for its nodes to power up"),
     "BurstBufferResources": (RESOURCES, "waiting for burst buffer space"),
     "BurstBufferStageIn": (RESOURCES, "staging in its burst buffer"),
@@ -142,7 +141,7 @@ def explain_pending(code: Optional[str]) -> PendingReason:
     raw = (code or "").strip()
     if raw.startswith("(") and raw.endswith(")"):  # squeue %R spelling
         raw = raw[1:-1].strip()
-    if raw in ("", "(null)"):
+    if raw in ("", "null", "None"):
         return PendingReason("", RESOURCES, "the scheduler has not looked at it yet")
     known = _EXACT.get(raw)
     if known is not None:

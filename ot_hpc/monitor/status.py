@@ -94,17 +94,16 @@ def detail_lines(view: JobView, width: int) -> List[str]:
     if view.pending is not None:
         lines.append(DETAIL_INDENT + fit(f"waiting: {view.pending.text()}", room))
         return lines
-    parts = []
-    if view.phase:
-        parts.append(f"phase: {view.phase}")
-    if view.log_path:
-        parts.append(f"log: {view.log_path}")
-    if parts:
-        joined = "   ".join(parts)
-        if len(joined) <= room:
-            lines.append(DETAIL_INDENT + joined)
-        else:
-            lines.extend(DETAIL_INDENT + fit(part, room, cut_left=part.startswith("log: ")) for part in parts)
+    phase = f"phase: {view.phase}" if view.phase else ""
+    log = f"log: {view.log_path}" if view.log_path else ""
+    joined = "   ".join(part for part in (phase, log) if part)
+    if joined and len(joined) <= room:
+        lines.append(DETAIL_INDENT + joined)
+    elif joined:
+        if phase:
+            lines.append(DETAIL_INDENT + fit(phase, room))
+        if log:  # a path keeps its end: the file name is what tells logs apart
+            lines.append(DETAIL_INDENT + "log: " + fit(view.log_path or "", room - 5, cut_left=True))
     if view.tail_problem:
         lines.append(TAIL_INDENT + fit(f"({view.tail_problem})", width - len(TAIL_INDENT)))
     lines.extend(TAIL_INDENT + fit(text, width - len(TAIL_INDENT)) for text in view.tail)

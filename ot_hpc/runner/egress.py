@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import threading
@@ -117,6 +116,9 @@ def proxy_environment(address: str, port: int, nodes: Sequence[str], extra: Sequ
         env[key.lower()] = url
     env["NO_PROXY"] = no_proxy
     env["no_proxy"] = no_proxy
+    # gRPC (Ray's own traffic) reads grpc_proxy before https_proxy/http_proxy; empty
+    # means "no proxy", so Ray never tries to send its RPCs through the SOCKS tunnel.
+    env["grpc_proxy"] = ""
     return env
 
 

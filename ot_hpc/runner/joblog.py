@@ -87,7 +87,7 @@ class JobLog:
         self.clock = clock
         self.monotonic = monotonic
         self.timings: Dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a signal handler may log mid-line
 
     def line(self, tag: str, message: str) -> None:
         text = format_line(self.clock(), tag, self.redactor(str(message)))

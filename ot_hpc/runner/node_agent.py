@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,12 +67,90 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def dashboard_available() -> bool:
+    """Ray's dashboard needs ``ray[default]`` (aiohttp); plain ``pip install ray`` lacks it."""
+    return has_module("aiohttp")
+
+
 def adjust_ray_argv(argv: List[str]) -> List[str]:
-    """Drop ``--ray-client-server-port`` where Ray Client's dependency (grpcio) is missing:
-    plain ``pip install ray`` refuses the flag and starts no client server anyway."""
-    if importlib.util.find_spec("grpc") is not None:
-        return argv
-    return [a for a in argv if not a.startswith("--ray-client-server-port")]
+    """Drop what this environment's Ray cannot start: ``--ray-client-server-port`` without
+    Ray Client's dependency (grpcio), the dashboard without ``ray[default]`` (both are
+    refused by ``ray start`` instead of being skipped)."""
+    out = list(argv)
+    if not has_module("grpc"):
+        out = [a for a in out if not a.startswith("--ray-client-server-port")]
+    if not dashboard_available():
+        out = [a for a in out if not a.startswith(("--dashboard-host", "--dashboard-port", "--include-dashboard"))]
+        if "--head" in out:
+            out.append("--include-dashboard=false")
+    return out
+
+
+def preimport_ray():
+    """Import Ray's CLI while waiting for the head (about 1 s saved per worker), or None."""
+    if os.environ.get("OT_HPC_NODE_AGENT_FORK", "1") == "0":
+        return None
+    try:
+        from ray.scripts.scripts import main as ray_main
+    except Exception:  # noqa: BLE001 - fall back to running the ray command
+        return None
+    return ray_main
+
+
+class ForkedRay:
+    """``ray start`` run by a forked child of this (Ray-preloaded) process, in its own
+    session; quacks like the parts of ``subprocess.Popen`` the agent uses."""
+
+    def __init__(self, ray_main, argv, env) -> None:
+        args = argv[1:]
+        while args and args[0] != "start":  # drop "python -m ray.scripts.scripts" prefixes
+            args = args[1:]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: become ``ray start`` (never returns)
+            code = 1
+            try:
+                os.setsid()
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
+                    signal.signal(sig, signal.SIG_DFL)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.environ.clear()
+                os.environ.update(env)
+                sys.argv = ["ray"] + list(args)
+                ray_main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:  # noqa: BLE001
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
 
 def say(node: str, message: str) -> None:
@@ -94,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--wait-for", default=None)
     parser.add_argument("--wait-timeout", type=float, default=300.0)
     parser.add_argument("--check-ports", default="")
-    parser.add_argument("--grace", type=float, default=3.0)
+    parser.add_argument("--grace", type=float, default=1.0)
     parser.add_argument("ray_argv", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     ray_argv = [a for a in args.ray_argv if a != "--"] if args.ray_argv[:1] == ["--"] else args.ray_argv
@@ -104,6 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(sig, _on_signal)
 
     node = args.node
+    ray_main = preimport_ray() if args.wait_for else None
     if args.wait_for:
         host, _, port = args.wait_for.rpartition(":")
         if not wait_for_port(host, int(port), args.wait_timeout):
@@ -122,14 +202,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     marker = f"{os.environ.get(shutdown.MARKER_VAR, 'none')}:{node}:{os.getpid()}"
     env = dict(os.environ)
     env[NODE_MARKER_VAR] = marker
-    proc = subprocess.Popen(adjust_ray_argv(ray_argv), env=env, start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+    env["PYTHONUNBUFFERED"] = "1"  # Ray's messages reach the job log as they happen
+    final_argv = adjust_ray_argv(ray_argv)
+    if ray_main is not None:
+        proc = ForkedRay(ray_main, final_argv, env)
+    else:
+        proc = subprocess.Popen(final_argv, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
     try:
         while proc.poll() is None and not _stop_signal:
             time.sleep(0.1)
         if _stop_signal:
             stop_ray(proc, marker, args.grace)
-            return EXIT_STOPPED
+            return 0  # asked to stop (by the runner, or Slurm ending the job): not an error
         code = proc.returncode
         say(node, f"ray start exited with code {code}")
         stop_ray(proc, marker, 0.5)
@@ -137,6 +221,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         if proc.poll() is None:
             stop_ray(proc, marker, args.grace)
+        remove_temp_dir(final_argv)
+
+
+def remove_temp_dir(ray_argv: List[str]) -> None:
+    """Ray's job-unique temp dir on this node (sessions, sockets, logs) goes with the job,
+    unless OT_HPC_KEEP_RAY_TEMP=1 keeps it for debugging."""
+    if os.environ.get("OT_HPC_KEEP_RAY_TEMP") == "1":
+        return
+    for arg in ray_argv:
+        if arg.startswith("--temp-dir="):
+            path = arg.split("=", 1)[1]
+            if os.path.basename(path).startswith("ot-ray-"):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

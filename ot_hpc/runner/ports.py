@@ -27,7 +27,7 @@ import os
 import socket
 import zlib
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 LOW_PORT = 20000  # above Ray's defaults (6379, 8265, 10001, 10002-19999)
 HIGH_PORT = 32700  # below Linux's ephemeral range (32768-60999)
@@ -144,10 +144,13 @@ def plan_ports(
 
 
 def busy_ports(ports: Iterable[int], host: str = "") -> List[int]:
-    """Ports that cannot be bound on ``host`` ("" = every address: catches any user)."""
+    """Ports some process listens on (or holds bound) on ``host`` ("" = every address,
+    so any user's socket counts). SO_REUSEADDR, as every server sets it: connections in
+    TIME_WAIT left by a finished job do not make a port busy."""
     busy = []
     for port in ports:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

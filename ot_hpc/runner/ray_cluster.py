@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -154,7 +153,7 @@ class RayCluster:
         self.head_process = None
         self.workers: Dict[str, object] = {}
         self.poller = None
-        self.tail: Dict[str, Deque[str]] = collections.defaultdict(lambda: collections.deque(maxlen=4))
+        self.tail: Dict[str, Deque[str]] = collections.defaultdict(lambda: collections.deque(maxlen=8))
         self._table: List[dict] = []
         self._table_lock = threading.Lock()
         self._reported_dead: set = set()
@@ -165,8 +164,10 @@ class RayCluster:
         return f"{self.head.ip}:{self.plan.gcs}"
 
     @property
-    def dashboard_url(self) -> str:
-        return f"http://{self.head.ip}:{self.plan.dashboard}"
+    def dashboard_url(self) -> Optional[str]:
+        from .node_agent import dashboard_available
+
+        return f"http://{self.head.ip}:{self.plan.dashboard}" if dashboard_available() else None
 
     def expected(self) -> Dict[str, dict]:
         return {n.ip: {"node": n.name, "CPU": n.cpus, "GPU": n.gpus} for n in self.nodes}
@@ -225,7 +226,7 @@ class RayCluster:
                 continue
             argv = ["srun", *srun_args(node.name, node.cpus), *self._agent(node, self.gcs_address)]
             self.workers[node.name] = self._spawn(argv, srun_env, self._sink(node.name))
-        poll_argv = [sys.executable, "-m", "ot_hpc.runner.raypoll", self.gcs_address,
+        poll_argv = [self.python, "-m", "ot_hpc.runner.raypoll", self.gcs_address,
                      str(self.poll_interval), "2", str(len(self.nodes))]
         self.poller = self._spawn(poll_argv, self.env, self._on_poll)
         return self._wait_ready(start, stop_event)
@@ -270,14 +271,16 @@ class RayCluster:
 
     def _died(self, node: str, proc, what: str) -> str:
         code = _exit_code(proc)
-        last = list(self.tail[node])[-1:] or ["no output"]
+        lines = [l for l in self.tail[node] if not l.startswith(("node-agent", "srun:"))]
+        agent = [l for l in self.tail[node] if l.startswith("node-agent")]
+        last = (agent[-1:] if agent and "ray start exited" not in agent[-1] else lines[-1:]) or ["no output"]
         return f"{what} on {node} exited with code {code}: {last[0]}"
 
     def _wait_ready(self, start: float, stop_event: threading.Event) -> float:
         reported = -1
         while True:
             if stop_event.is_set():
-                raise Stopped()
+                raise Stopped("stopped by a signal while Ray was starting")
             ready, problems = self.readiness()
             if len(ready) != reported:
                 reported = len(ready)
@@ -325,10 +328,12 @@ class RayCluster:
         procs = [(name, proc) for name, proc in self.workers.items()]
         if self.head_process is not None:
             procs.append((self.head.name, self.head_process))
-        for _name, proc in procs:
+        for name, proc in procs:
             if proc.is_alive():
                 try:
-                    proc.signal(signal.SIGTERM)
+                    # USR2: srun forwards it to the agent as is (SIGTERM would make srun
+                    # cancel the step at once, leaving the agent no time to clean up).
+                    proc.signal(signal.SIGUSR2 if name in self.workers else signal.SIGTERM)
                 except Exception:
                     pass
         if self.poller is not None and self.poller.is_alive():

@@ -6,7 +6,6 @@ graceful: SIGTERM to its process group, SIGKILL after the grace period.
 """
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from typing import Callable, List, Mapping, Optional

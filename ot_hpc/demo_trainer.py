@@ -1,0 +1,163 @@
+"""A CPU stand-in for SkyRL: ``python -m ot_hpc.demo_trainer [demo.key=value ...]``.
+
+Used by the local demo (``envs/demo.env``) and the runner's tests. It connects to the
+Ray cluster at ``$RAY_ADDRESS``, checks that every node the runner expects
+(``$OT_HPC_RAY_EXPECTED``) is alive with its CPUs and GPUs, runs one task on each node,
+and then, as asked through Hydra-style overrides (other keys are accepted and ignored,
+like SkyRL's own ``trainer.*`` overrides):
+
+- ``demo.fetch_url=http://host:port/path``: fetch it through the SOCKS proxy in
+  ``$ALL_PROXY`` (proving egress through the job's tunnel), from every node's task
+  and from the driver; ``demo.fetch_attempts=N`` retries (default 1, 0.5 s apart)
+- ``demo.wait_for_file=PATH``: then wait until PATH exists and fetch again (tests kill
+  the tunnel in between)
+- ``demo.sleep_seconds=S``: then sleep
+- ``demo.print_env=A,B``: print those variables (the job log must show secrets redacted)
+- ``demo.exit_code=N``: exit with N (default 0); ``demo.fail_on_restart=false`` exits 0
+  from the second run on (``$SLURM_RESTART_COUNT`` > 0)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional
+from urllib.parse import urlsplit
+
+
+def parse_overrides(argv: List[str]) -> Dict[str, str]:
+    values: Dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise SystemExit(f"demo_trainer: expected key=value, got {arg!r}")
+        values[key.lstrip("+")] = value
+    return values
+
+
+def fetch_via_proxy(url: str, proxy: Optional[str], timeout: float = 10.0) -> str:
+    """GET ``url`` through the socks5h:// proxy; return the body's first line."""
+    from ot_hpc.runner.egress import parse_host_port, socks5_connect
+
+    if not proxy:
+        raise RuntimeError("no ALL_PROXY in the environment: the job has no tunnel")
+    parts = urlsplit(url)
+    proxy_host, proxy_port = parse_host_port(urlsplit(proxy).netloc, 1080)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    sock = socks5_connect(proxy_host, proxy_port, parts.hostname or "", port, timeout)
+    with sock:
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode("latin-1")
+    if " 200 " not in status + " ":
+        raise RuntimeError(f"{url}: {status}")
+    return body.decode("utf-8", "replace").strip().splitlines()[0] if body.strip() else ""
+
+
+def fetch_with_retries(url: str, proxy: Optional[str], attempts: int) -> str:
+    last: Exception = RuntimeError("no attempt")
+    for attempt in range(max(1, attempts)):
+        try:
+            return fetch_via_proxy(url, proxy)
+        except Exception as exc:  # noqa: BLE001 - retried, then reported
+            last = exc
+            time.sleep(0.5)
+    raise RuntimeError(f"fetch {url} through {proxy} failed: {last}")
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    opts = parse_overrides(list(sys.argv[1:] if argv is None else argv))
+    demo = {k[len("demo."):]: v for k, v in opts.items() if k.startswith("demo.")}
+    others = sorted(k for k in opts if not k.startswith("demo."))
+    if others:
+        say(f"ignoring {len(others)} non-demo override(s): {', '.join(others)}")
+    exit_code = int(demo.get("exit_code", "0"))
+    restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    if demo.get("fail_on_restart", "true").lower() == "false" and restart > 0:
+        exit_code = 0
+    url = demo.get("fetch_url")
+    attempts = int(demo.get("fetch_attempts", "1"))
+    proxy = os.environ.get("ALL_PROXY") or os.environ.get("all_proxy")
+
+    for key in [k for k in demo.get("print_env", "").split(",") if k]:
+        say(f"env {key}={os.environ.get(key, '<unset>')}")
+
+    import ray
+
+    address = os.environ.get("RAY_ADDRESS")
+    started = time.monotonic()
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    say(f"connected to Ray at {address} in {time.monotonic() - started:.2f} s")
+    expected = json.loads(os.environ.get("OT_HPC_RAY_EXPECTED") or "{}")
+    alive = {n["NodeManagerAddress"]: n for n in ray.nodes() if n.get("Alive")}
+    for ip, want in sorted(expected.items()):
+        node = alive.get(ip)
+        if node is None:
+            say(f"node {want['node']} ({ip}) is missing from the Ray cluster")
+            return 10
+        res = node.get("Resources", {})
+        if int(res.get("CPU", 0)) != want["CPU"] or int(res.get("GPU", 0)) != want["GPU"]:
+            say(f"node {want['node']} has CPU={res.get('CPU', 0)} GPU={res.get('GPU', 0)}, "
+                f"expected CPU={want['CPU']} GPU={want['GPU']}")
+            return 11
+    say(f"all {len(expected) or len(alive)} nodes alive with the expected resources")
+
+    @ray.remote(num_cpus=0)
+    def on_node(fetch: Optional[str], proxy_url: Optional[str], tries: int):
+        import socket as _socket
+
+        ip = ray.util.get_node_ip_address()
+        body = fetch_with_retries(fetch, proxy_url, tries) if fetch else None
+        return ip, _socket.gethostname(), body
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    refs = []
+    for node in ray.nodes():
+        if node.get("Alive"):
+            strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+            refs.append(on_node.options(scheduling_strategy=strategy).remote(url, proxy, attempts))
+    try:
+        results = ray.get(refs, timeout=120)
+    except Exception as exc:  # noqa: BLE001
+        say(f"a task failed: {str(exc).splitlines()[0]}")
+        return 12
+    for ip, host, body in sorted(results):
+        say(f"task ran on {ip} ({host})" + (f"; fetched {url} through the proxy: {body}" if url else ""))
+    if url:
+        say(f"fetch 1 ok from the driver: {fetch_with_retries(url, proxy, attempts)}")
+    marker = demo.get("wait_for_file")
+    if marker:
+        say(f"waiting for {marker}")
+        while not os.path.exists(marker):
+            time.sleep(0.1)
+        if url:
+            try:
+                say(f"fetch 2 ok from the driver: {fetch_with_retries(url, proxy, max(attempts, 20))}")
+            except RuntimeError as exc:
+                say(str(exc))
+                return 13
+    sleep = float(demo.get("sleep_seconds", "0"))
+    if sleep > 0:
+        say(f"sleeping {sleep:g} s")
+        time.sleep(sleep)
+    say(f"exiting with code {exit_code}")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""Login-node pre-download of Hugging Face models and datasets named by id.
+
+Compute nodes of some clusters (JSC, Leonardo) have no internet. With ``PREDOWNLOAD=auto``
+(on exactly those clusters) or ``true``, ot-submit downloads every Hugging Face id named by
+``MODEL_PATH``, ``TRAIN_DATA`` and ``VAL_DATA`` into the site's HF cache (``HF_HUB_CACHE``,
+else ``$HF_HOME/hub``) on the shared filesystem, and hands SkyRL the local snapshot
+directories instead (``trainer.policy.model.path=<snapshot>``,
+``data.train_data=['<snapshot>:train']``).
+
+Planning is pure and separate from doing:
+
+* :func:`plan_downloads` says what would be downloaded (a tuple of :class:`Download`);
+  ``submission.build`` calls it and ``dryrun`` prints it. It never touches the network.
+* :func:`fetch` downloads (``huggingface_hub.snapshot_download``, imported lazily: an
+  optional dependency). Only ``submission.schedule`` calls it, before anything is written
+  or submitted; any failure stops the submission with one line (:class:`PredownloadError`:
+  exit 1 when the Hub cannot be reached or fails, exit 2 when the input must change).
+
+What is a Hugging Face id: ``org/name`` (datasets also ``org/name:split``, SkyRL's syntax)
+that is neither an existing local path nor written as a path (``/``, ``~``, ``./``, ``../``)
+nor a data file (``.parquet``, ``.json`` ...). The HF token, if any, is ``HF_TOKEN`` of the
+secret env file (``SECRET_ENV_PATH``), read in-process and passed as ``token=``: never
+printed, never in argv, never written. Without it no token is sent (not even the login
+shell's), so the login node sees the Hub exactly as the job would.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .clusters import Cluster
+    from .config import Override
+    from .validate import ValidatedJob
+
+MODES = ("auto", "true", "false")
+DEFAULT_REVISION = "main"
+# Mapped settings whose values may be Hugging Face ids, and the kind of repo each names.
+KINDS: Mapping[str, str] = {"MODEL_PATH": "model", "TRAIN_DATA": "dataset", "VAL_DATA": "dataset"}
+DATA_SUFFIXES = (".parquet", ".json", ".jsonl", ".csv", ".arrow")
+TOKEN_KEYS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+INSTALL_HINT = "pip install huggingface_hub (on the login node), or PREDOWNLOAD=false"
+PENDING_COMMIT = "<main>"  # stands for the commit a branch points to when downloaded
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_SPLIT = re.compile(r"^[\w.-]+$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+EXIT_NETWORK = 1
+EXIT_INPUT = 2
+
+
+class PredownloadError(Exception):
+    """The pre-download failed; ``str()`` is one line naming the setting and the fix.
+
+    ``exit_code``: 1 when the Hub could not be reached or failed (try again), 2 when the
+    input must change (unknown or gated repo, huggingface_hub missing)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_NETWORK) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# --------------------------------------------------------------------------------------
+# Classifying values (pure)
+# --------------------------------------------------------------------------------------
+
+
+def looks_like_path(text: str) -> bool:
+    """Written as a path or a data file: never a Hugging Face id."""
+    return text.startswith(("/", "~", "./", "../")) or text.lower().endswith(DATA_SUFFIXES)
+
+
+def parse_hub_id(text: str, kind: str) -> Optional[Tuple[str, str]]:
+    """``org/name`` -> (``org/name``, ""); for datasets ``org/name:split`` -> (id, split).
+    None when ``text`` is not a Hugging Face id (a path, a data file, anything else)."""
+    if looks_like_path(text):
+        return None
+    repo_id, split = text, ""
+    if kind == "dataset" and ":" in text:
+        repo_id, _, split = text.partition(":")
+        if not _SPLIT.match(split):
+            return None
+    if not _HF_ID.match(repo_id):
+        return None
+    return repo_id, split
+
+
+def classify_value(text: str, kind: str, cwd: str) -> str:
+    """``path`` (written as a path, or an existing file/directory relative to ``cwd``),
+    ``hub`` (a Hugging Face id) or ``invalid``."""
+    if looks_like_path(text) or os.path.exists(os.path.join(cwd, os.path.expanduser(text))):
+        return "path"
+    return "hub" if parse_hub_id(text, kind) is not None else "invalid"
+
+
+def predownload_enabled(mode: Optional[str], cluster: "Cluster") -> bool:
+    """true: always; false: never; auto (the default): when the compute nodes have no internet."""
+    mode = (mode or "auto").strip().lower()
+    if mode == "true":
+        return True
+    if mode == "false":
+        return False
+    return not cluster.compute_has_internet
+
+
+def hub_cache_dir(environment: Mapping[str, str]) -> Optional[str]:
+    """The job's HF hub cache: ``HF_HUB_CACHE``, else ``$HF_HOME/hub``; None when neither is set."""
+    cache = (environment.get("HF_HUB_CACHE") or "").strip()
+    if not cache and (environment.get("HF_HOME") or "").strip():
+        cache = os.path.join(environment["HF_HOME"].strip(), "hub")
+    return os.path.expanduser(cache) if cache else None
+
+
+def hydra_value(setting_key: str, items: Sequence[str]) -> str:
+    """The Hydra value of a mapped setting: MODEL_PATH a single (quoted when needed) string,
+    TRAIN_DATA/VAL_DATA a list of strings (SkyRL's ``data.train_data=['a','b']``)."""
+    from .skyrl_check import hydra_list, hydra_quote
+
+    if KINDS.get(setting_key) == "model":
+        return hydra_quote(items[0])
+    return hydra_list(list(items))
+
+
+# --------------------------------------------------------------------------------------
+# Planning (pure)
+# --------------------------------------------------------------------------------------
+
+
+def repo_folder_name(repo_id: str, kind: str) -> str:
+    """huggingface_hub's cache layout: ``models--org--name``, ``datasets--org--name``."""
+    return "--".join([f"{kind}s"] + repo_id.split("/"))
+
+
+@dataclass(frozen=True)
+class Download:
+    """One repo to download: ``kind`` model|dataset, into ``cache_dir``, for ``target_setting``."""
+
+    kind: str
+    repo_id: str
+    revision: str
+    target_setting: str  # MODEL_PATH | TRAIN_DATA | VAL_DATA
+    cache_dir: str
+    split: str = ""  # datasets: the split SkyRL reads (org/name:split)
+
+    @property
+    def key(self) -> Tuple[str, str, str, str]:
+        """What is downloaded: two settings naming the same repo share one download."""
+        return (self.kind, self.repo_id, self.revision, self.cache_dir)
+
+    @property
+    def storage_folder(self) -> str:
+        return os.path.join(self.cache_dir, repo_folder_name(self.repo_id, self.kind))
+
+    @property
+    def item(self) -> str:
+        """The value as written in the setting."""
+        return f"{self.repo_id}:{self.split}" if self.split else self.repo_id
+
+    def cached_snapshot(self) -> Optional[str]:
+        """The snapshot directory when the cache already has this revision (reads only)."""
+        commit = self.revision if _COMMIT.match(self.revision) else None
+        if commit is None:
+            try:
+                with open(os.path.join(self.storage_folder, "refs", self.revision),
+                          encoding="utf-8") as handle:
+                    commit = handle.read().strip()
+            except OSError:
+                return None
+        path = os.path.join(self.storage_folder, "snapshots", commit)
+        return path if commit and os.path.isdir(path) else None
+
+    def expected_snapshot(self) -> str:
+        """Where the snapshot is or will be (``.../snapshots/<main>`` when not cached yet)."""
+        commit = self.revision if _COMMIT.match(self.revision) else PENDING_COMMIT
+        return self.cached_snapshot() or os.path.join(self.storage_folder, "snapshots", commit)
+
+
+def plan_downloads(job: "ValidatedJob", cluster: Optional["Cluster"] = None) -> Tuple[Download, ...]:
+    """Which values of MODEL_PATH/TRAIN_DATA/VAL_DATA are Hugging Face ids to download on the
+    login node; local values (made absolute by validation) are not. Empty when PREDOWNLOAD
+    is off for ``cluster``. A Hydra list given verbatim (``TRAIN_DATA=['a','b']``) is passed
+    to SkyRL as written and never planned."""
+    cluster = cluster or job.cluster
+    if not predownload_enabled(job.resolved_config.get("PREDOWNLOAD"), cluster):
+        return ()
+    cache = hub_cache_dir(job.environment)
+    planned: List[Download] = []
+    for setting_key, kind in KINDS.items():
+        for item in job.mapped_values.get(setting_key, ()):
+            parsed = parse_hub_id(item, kind)
+            if parsed is None:
+                continue
+            if cache is None:  # validation reports this first; kept for direct callers
+                raise PredownloadError(
+                    f"{setting_key}={item}: downloading it needs HF_HUB_CACHE (or HF_HOME); set "
+                    "HF_HUB_CACHE=<directory on the shared filesystem> in the site env file, or "
+                    "PREDOWNLOAD=false", EXIT_INPUT)
+            repo_id, split = parsed
+            planned.append(Download(kind, repo_id, DEFAULT_REVISION, setting_key,
+                                    os.path.abspath(cache), split))
+    return tuple(planned)
+
+
+def localized_overrides(job: "ValidatedJob", downloads: Sequence[Download],
+                        snapshots: Mapping[Download, str]) -> Tuple["Override", ...]:
+    """``job.overrides`` with every downloaded id of a mapped setting replaced by its local
+    snapshot directory (``:split`` kept); everything else unchanged and in order."""
+    from .config import SETTINGS_BY_KEY
+
+    by_item: Dict[Tuple[str, str], str] = {}
+    for download in downloads:
+        by_item[(download.target_setting, download.item)] = snapshots[download]
+    new_values: Dict[str, str] = {}
+    for setting_key in sorted({d.target_setting for d in downloads}):
+        items = []
+        for item in job.mapped_values.get(setting_key, ()):
+            parsed = parse_hub_id(item, KINDS[setting_key])
+            local = by_item.get((setting_key, item))
+            if parsed is not None and local is not None:
+                item = f"{local}:{parsed[1]}" if parsed[1] else local
+            items.append(item)
+        hydra_key = SETTINGS_BY_KEY[setting_key].hydra_key or ""
+        new_values[hydra_key] = hydra_value(setting_key, items)
+    return tuple(
+        replace(o, value=new_values[o.key]) if o.key in new_values and o.prefix == "" else o
+        for o in job.overrides
+    )
+
+
+def describe(download: Download, snapshot: str, cached: bool) -> str:
+    """``TRAIN_DATA: dataset org/name:train -> <snapshot>:train``: what SkyRL gets instead."""
+    what = f"{download.kind} {download.item}"
+    if download.revision != DEFAULT_REVISION:
+        what += f" (revision {download.revision})"
+    local = f"{snapshot}:{download.split}" if download.split else snapshot
+    note = "  (already in the cache)" if cached else ""
+    return f"{download.target_setting}: {what} -> {local}{note}"
+
+
+# --------------------------------------------------------------------------------------
+# Doing: only submission.schedule calls these
+# --------------------------------------------------------------------------------------
+
+
+def read_hf_token(secret_env_path: Optional[str]) -> Optional[str]:
+    """``HF_TOKEN`` from the secret env file, read here and handed to huggingface_hub only."""
+    if not secret_env_path:
+        return None
+    from .config import read_env_file
+
+    try:
+        bindings = read_env_file(secret_env_path).bindings
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PredownloadError(
+            f"SECRET_ENV_PATH={secret_env_path}: cannot be read for HF_TOKEN ({type(exc).__name__}); "
+            "fix its permissions", EXIT_INPUT) from None
+    values = {key: value for key, value, _line in bindings if value}
+    for key in TOKEN_KEYS:
+        if values.get(key):
+            return values[key]
+    return None
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def explain(exc: BaseException, download: Download, endpoint: Optional[str]) -> PredownloadError:
+    """One line for a failed snapshot_download (classified by class name, so it works
+    across huggingface_hub versions)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    what = f"{download.target_setting}={download.item}"
+    where = endpoint or "the Hugging Face Hub"
+    if "GatedRepoError" in names:
+        return PredownloadError(
+            f"{what}: {download.kind} {download.repo_id} is gated; accept its terms on the Hub and "
+            "put HF_TOKEN in the secret env file (SECRET_ENV_PATH)", EXIT_INPUT)
+    if "RepositoryNotFoundError" in names:
+        return PredownloadError(
+            f"{what}: no {download.kind} {download.repo_id} on {where} (or it is private); check "
+            "the id, or put HF_TOKEN in the secret env file (SECRET_ENV_PATH)", EXIT_INPUT)
+    if "RevisionNotFoundError" in names:
+        return PredownloadError(
+            f"{what}: {download.kind} {download.repo_id} has no revision {download.revision!r}; "
+            "check the revision", EXIT_INPUT)
+    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError",
+                "TimeoutException", "ProxyError", "ConnectionError", "Timeout"}:
+        cause = exc.__cause__ or exc.__context__
+        reason = type(cause).__name__ if cause is not None else type(exc).__name__
+        return PredownloadError(
+            f"{what}: cannot reach {where} ({reason}) and {download.kind} {download.repo_id} is not "
+            f"complete in {download.cache_dir}; check the login node's network or proxy "
+            "(HF_ENDPOINT, HTTPS_PROXY) and submit again", EXIT_NETWORK)
+    if "HfHubHTTPError" in names:
+        return PredownloadError(
+            f"{what}: {where} failed ({_one_line(exc)}); try again later", EXIT_NETWORK)
+    if isinstance(exc, OSError):
+        return PredownloadError(
+            f"{what}: cannot download into {download.cache_dir} ({type(exc).__name__}: "
+            f"{_one_line(exc)}); check HF_HUB_CACHE (space, permissions)", EXIT_NETWORK)
+    return PredownloadError(
+        f"{what}: download failed ({type(exc).__name__}: {_one_line(exc)})", EXIT_NETWORK)
+
+
+def huggingface_hub_available() -> bool:
+    """Whether huggingface_hub would import, without importing it (for the dry run)."""
+    if "huggingface_hub" in sys.modules:
+        return sys.modules["huggingface_hub"] is not None
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("huggingface_hub") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _snapshot_download() -> Callable[..., str]:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise PredownloadError(
+            f"PREDOWNLOAD: downloading Hugging Face ids on the login node needs the huggingface_hub "
+            f"package, which does not import here; {INSTALL_HINT}", EXIT_INPUT) from None
+    return snapshot_download
+
+
+def fetch(
+    plan: Sequence[Download],
+    token: Optional[str] = None,
+    endpoint: Optional[str] = None,
+    report: Optional[Callable[[str], None]] = None,
+) -> Dict[Download, str]:
+    """Download every planned repo (each once) and return each Download's snapshot directory.
+
+    Raises :class:`PredownloadError` (one line) on the first failure. ``token``: the HF
+    token or None (then no token is sent at all). ``endpoint``: the Hub URL (None: the
+    library's default, i.e. ``$HF_ENDPOINT`` or huggingface.co)."""
+    if not plan:
+        return {}
+    snapshot_download = _snapshot_download()
+    done: Dict[Tuple[str, str, str, str], str] = {}
+    result: Dict[Download, str] = {}
+    for download in plan:
+        if download.key not in done:
+            if report is not None:
+                report(f"pre-download: {download.kind} {download.repo_id} into {download.cache_dir}")
+            try:
+                path = snapshot_download(
+                    download.repo_id,
+                    repo_type=download.kind,
+                    revision=download.revision,
+                    cache_dir=download.cache_dir,
+                    token=token if token else False,
+                    endpoint=endpoint or None,
+                    library_name="ot-hpc",
+                )
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # every failure becomes one line; nothing is submitted
+                raise explain(exc, download, endpoint) from None
+            done[download.key] = str(path)
+        result[download] = done[download.key]
+        if report is not None:
+            report(f"pre-download: {describe(download, result[download], cached=False)}")
+    return result

@@ -1,0 +1,402 @@
+"""The runner's orchestration: environment -> egress -> ray -> training -> shutdown.
+
+Each phase logs ``begin`` and ``done in X s`` (or ``failed after X s: <one line>``) and
+rewrites the run-state file next to the log for ``ot-status``. Shutdown always runs:
+after success, a failure, scancel (SIGTERM), the time-limit warning (USR2) or an error.
+
+Exit codes: the trainer's own; 2 environment/spec problem; 3 egress (tunnel) failure;
+4 Ray did not come up; 128+N when stopped by signal N.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Dict, List, Mapping, Optional
+
+from ..runstate import RunState, write_state
+from ..spec import JobSpec, read_spec
+from . import egress, requeue, shutdown
+from .envload import load_environment
+from .jobenv import JobEnvironment, NotInSlurmJob
+from .joblog import JobLog, PhaseError
+from .ports import choose_plan, worker_port_count
+from .ray_cluster import RayCluster, Stopped, node_address, nodes_share_host
+from .trainer import Trainer
+
+EXIT_ENV = 2
+EXIT_EGRESS = 3
+EXIT_RAY = 4
+RAY_STOP_GRACE = 4.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+SSH_KNOWN_HOSTS_VAR = "SSH_KNOWN_HOSTS"
+
+
+class StateFile:
+    """The run-state file; a write that fails is logged once, never fatal."""
+
+    def __init__(self, path: str, state: RunState, log: JobLog) -> None:
+        self.path = path
+        self.state = state
+        self.log = log
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def update(self, **changes) -> None:
+        with self._lock:
+            now = time.time()
+            if "phase" in changes and changes["phase"] != self.state.phase:
+                changes.setdefault("phase_started_at", now)
+            if "details" in changes:
+                merged = dict(self.state.details)
+                merged.update(changes["details"])
+                changes["details"] = merged
+            self.state = dataclasses.replace(self.state, updated_at=now, **changes)
+            try:
+                write_state(self.path, self.state)
+            except OSError as exc:
+                if not self._warned:
+                    self._warned = True
+                    self.log.line("runner", f"WARNING: cannot write the run-state file {self.path}: {exc.strerror}")
+
+
+def detect(spec: JobSpec, environ: Mapping[str, str], log: JobLog):
+    """The cluster: detected from SLURM_CLUSTER_NAME / the hostname, the spec's as tie-breaker."""
+    from .. import clusters
+
+    try:
+        expected = clusters.get_cluster(spec.cluster, environ)
+    except clusters.ClusterError as exc:
+        raise PhaseError(str(exc), EXIT_ENV)
+    probe_env = {k: v for k, v in environ.items() if k != clusters.CLUSTER_ENV_VAR}
+    hostname = socket.gethostname()
+    try:
+        detected = clusters.detect_cluster(hostname, socket.getfqdn(), probe_env)
+    except clusters.ClusterError:
+        log.line("environment", f"cluster {expected.name} (from the spec; host {hostname} not recognised)")
+        return expected
+    if detected.name == expected.name:
+        log.line("environment", f"cluster {expected.name} (detected on {hostname}, matches the spec)")
+    elif detected.site == expected.site:
+        log.line("environment", f"cluster {expected.name} (from the spec; {hostname} looks like {detected.name}, same site)")
+    else:
+        raise PhaseError(
+            f"the spec is for cluster {expected.name} but this job runs on {detected.name} "
+            f"(host {hostname}): submit with --cluster {detected.name}", EXIT_ENV)
+    return expected
+
+
+class Runner:
+    def __init__(self, spec: JobSpec, job: JobEnvironment, environ: Mapping[str, str], log: JobLog) -> None:
+        self.spec = spec
+        self.job = job
+        self.environ = dict(environ)
+        self.log = log
+        self.stop_event = threading.Event()
+        self.stop_signal: Optional[int] = None
+        self.pending_notes: List[str] = []
+        self.env: Dict[str, str] = dict(environ)
+        self.marker = f"{job.job_id}.{job.restart_count}.{secrets.token_hex(4)}"
+        self.cluster = None
+        self.addresses: Dict[str, str] = {}
+        self.plan = None
+        self.port_lock = None
+        self.shared_host = False
+        self.tunnel: Optional[egress.Tunnel] = None
+        self.ray: Optional[RayCluster] = None
+        self.trainer: Optional[Trainer] = None
+        self.state = StateFile(spec.state_path(job.job_id), RunState(
+            job_id=job.job_id, phase="starting", phase_started_at=time.time(), updated_at=time.time(),
+            nodes_expected=job.num_nodes, restart_count=job.restart_count,
+            max_restarts=spec.max_restarts, log_path=spec.log_path(job.job_id),
+            details={"marker": self.marker},
+        ), log)
+
+    # ---- signals -------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        if signum == signal.SIGUSR2 and not requeue.should_requeue(
+                requeue.TIME_LIMIT, self.job.restart_count, self.spec.max_restarts):
+            self.pending_notes.append("USR2: the time limit is near and no restart is left: "
+                                      "the trainer keeps running until Slurm ends the job")
+            return
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.pending_notes.append(f"received {signal.Signals(signum).name}: stopping")
+        self.stop_event.set()
+
+    def install_signals(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def flush_notes(self) -> None:
+        while self.pending_notes:
+            self.log.line("runner", self.pending_notes.pop(0))
+
+    # ---- phases ----------------------------------------------------------------------
+    def phase_environment(self) -> None:
+        job, spec = self.job, self.spec
+        self.state.update(phase="environment")
+        self.cluster = detect(spec, self.environ, self.log)
+        loaded = load_environment(spec, self.environ, getattr(self.cluster, "nccl_socket_ifname", None))
+        self.log.redactor = loaded.redactor
+        for note in loaded.notes:
+            self.log.line("environment", note)
+        self.env = loaded.env
+        self.env[shutdown.MARKER_VAR] = self.marker
+        os.environ[shutdown.MARKER_VAR] = self.marker  # so every child (sh, srun) inherits it
+        self.addresses = {node: node_address(self.cluster, node) for node in job.nodes}
+        self.shared_host = nodes_share_host(self.cluster, list(self.addresses.values()))
+        if spec.num_nodes and spec.num_nodes != job.num_nodes:
+            self.log.line("environment", f"WARNING: the spec asks for {spec.num_nodes} nodes, "
+                                         f"the allocation has {job.num_nodes}")
+        self.log.line("environment", (
+            f"job {job.job_id} ({job.job_name}) on {job.num_nodes} node(s) {','.join(job.nodes)}; "
+            f"batch node {job.batch_node}; CPUs per node {'/'.join(str(c) for c in job.cpus_per_node)}; "
+            f"GPUs per node {job.gpus_per_node}; restart {job.restart_count} of {spec.max_restarts}"))
+        self.log.line("environment", "node addresses: " + ", ".join(f"{n}={a}" for n, a in self.addresses.items()))
+        self.check_trainer_python()
+        workers = worker_port_count(max(job.cpus_per_node))
+        self.plan, self.port_lock, skipped = choose_plan(job.job_id, job.num_nodes, self.shared_host, workers)
+        for attempt, busy in skipped.items():
+            why = "claimed by another ot-hpc job" if busy == [-1] else f"busy ports {busy}"
+            self.log.line("environment", f"port block {attempt} skipped: {why}")
+        self.log.line("environment", f"Ray port block {self.plan.describe()} (GCS {self.plan.gcs}, "
+                                     f"dashboard {self.plan.dashboard}, SOCKS {self.plan.tunnel})"
+                                     + (", nodes share one host" if self.shared_host else ""))
+        self.state.update(details={"ports": self.plan.describe(), "nodes": dict(self.addresses)})
+
+    def check_trainer_python(self) -> None:
+        """The Ray node agents and the readiness poller run under the trainer's Python
+        (the one whose Ray starts the cluster): it must import ot_hpc too."""
+        python = self.spec.python
+        if os.path.realpath(python) == os.path.realpath(sys.executable):
+            return
+        import subprocess
+
+        try:
+            done = subprocess.run([python, "-c", "import ot_hpc.runner.node_agent"], env=self.env,
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PhaseError(f"cannot run the trainer's Python {python}: {exc}", EXIT_ENV)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise PhaseError(f"the trainer's Python {python} cannot import ot_hpc ({last}): install "
+                             f"ot-hpc into that environment or add its directory to EXTRA_PYTHONPATH", EXIT_ENV)
+
+    def phase_egress(self) -> None:
+        spec = self.spec
+        self.state.update(phase="egress")
+        needs = spec.needs_tunnel
+        host, port = egress.parse_host_port(spec.egress_probe)
+        if needs is False:
+            self.log.line("egress", "tunnel disabled for this job (NEEDS_TUNNEL=false)")
+            return
+        if needs is None:
+            problem = egress.probe_tcp(host, port, timeout=3.0)
+            if problem is None:
+                self.log.line("egress", f"internet reachable ({host}:{port}): no tunnel needed")
+                return
+            if getattr(self.cluster, "compute_has_internet", True):
+                self.log.line("egress", f"WARNING: probe failed ({problem}), but {self.cluster.name}'s "
+                                        f"compute nodes should have internet: no tunnel")
+                return
+            self.log.line("egress", f"no internet ({problem}): opening an SSH tunnel")
+        login = spec.login_node or (self.cluster.login_nodes[0] if getattr(self.cluster, "login_nodes", ()) else None)
+        if not login:
+            raise PhaseError(f"a tunnel is needed but no login node is known for {self.cluster.name}: "
+                             f"set LOGIN_NODE", EXIT_EGRESS)
+        key = getattr(spec, "ssh_key", None) or self.env.get("SSH_KEY") or None
+        if key and not os.path.isfile(key):
+            raise PhaseError(f"SSH_KEY {key} does not exist", EXIT_EGRESS)
+        bind = self.addresses[self.job.batch_node]
+        argv = egress.ssh_argv(login, bind, self.plan.tunnel, spec.ssh_port, spec.ssh_user, key,
+                               self.env.get(SSH_KNOWN_HOSTS_VAR) or None)
+        self.tunnel = egress.Tunnel(argv, bind, self.plan.tunnel, lambda m: self.log.line("tunnel", m),
+                                    env=self.env, on_restart=self._tunnel_restarted)
+        target = f"{spec.ssh_user + '@' if spec.ssh_user else ''}{login}:{spec.ssh_port}"
+        try:
+            seconds = self.tunnel.start()
+        except egress.TunnelError as exc:
+            raise PhaseError(f"SSH tunnel to {target} failed: {exc}", EXIT_EGRESS)
+        self.log.line("egress", f"SOCKS tunnel {self.tunnel.url} via {target} ready after {seconds:.2f} s "
+                                f"(ssh pid {self.tunnel.pid})")
+        self.tunnel.start_watchdog()
+        extra = list(self.addresses.values())
+        from ..clusters import interconnect_hostname
+        extra += [interconnect_hostname(self.cluster, n) for n in self.job.nodes]
+        self.env.update(egress.proxy_environment(bind, self.plan.tunnel, self.job.nodes, extra))
+        self.state.update(tunnel=self.tunnel.url, details={"tunnel_pid": self.tunnel.pid})
+        try:
+            egress.socks5_connect(bind, self.plan.tunnel, host, port, timeout=5.0).close()
+            self.log.line("egress", f"{host}:{port} reachable through the tunnel")
+        except OSError as exc:
+            self.log.line("egress", f"WARNING: {host}:{port} not reachable through the tunnel: {exc}")
+
+    def _tunnel_restarted(self, restarts: int, pid: int) -> None:
+        self.state.update(tunnel_restarts=restarts, details={"tunnel_pid": pid})
+
+    def phase_ray(self) -> None:
+        self.state.update(phase="ray")
+        ray_env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
+        self.ray = RayCluster(
+            self.job, self.plan, self.addresses, ray_env, self.log, self.spec.python,
+            float(self.spec.ray_join_timeout_seconds), self.shared_host,
+            on_progress=lambda ready, total: self.state.update(nodes_ready=ready),
+        )
+        self.state.update(head_address=self.ray.gcs_address, dashboard_url=self.ray.dashboard_url)
+        seconds = self.ray.start(self.stop_event)
+        cpus = sum(n.cpus for n in self.ray.nodes)
+        gpus = sum(n.gpus for n in self.ray.nodes)
+        self.log.line("ray", f"Ray ready on all {len(self.ray.nodes)} nodes ({cpus} CPUs, {gpus} GPUs) "
+                             f"in {seconds:.2f} s; GCS {self.ray.gcs_address}, dashboard {self.ray.dashboard_url or 'off (needs ray[default])'}")
+
+    def phase_training(self) -> int:
+        self.state.update(phase="training")
+        env = dict(self.env)
+        env["RAY_ADDRESS"] = self.ray.gcs_address
+        env["OT_HPC_RAY_EXPECTED"] = json.dumps(self.ray.expected(), sort_keys=True)
+        argv = self.spec.trainer_argv()
+        cwd = getattr(self.spec, "trainer_working_dir", None) or None
+        self.log.line("training", "running " + " ".join(argv[:3]) + (f" + {len(argv) - 3} override(s)" if len(argv) > 3 else "")
+                      + (f" in {cwd}" if cwd else ""))
+        self.trainer = Trainer(argv, env, self.log.sink("trainer"), cwd=cwd)
+        self.trainer.start()
+        self.state.update(details={"trainer_pid": self.trainer.pid})
+        code = self.trainer.wait(self.stop_event, tick=self._training_tick)
+        if code is None:
+            raise Stopped("stopped by a signal during training")
+        self.log.line("training", f"trainer exited with code {code}")
+        return code
+
+    def _training_tick(self) -> None:
+        self.flush_notes()
+        if self.ray is not None:
+            for problem in self.ray.health_problems():
+                self.log.line("ray", f"WARNING: {problem}")
+
+    # ---- shutdown --------------------------------------------------------------------
+    def shutdown(self) -> None:
+        self.state.update(phase="shutdown")
+        grace = float(self.spec.shutdown_grace_seconds)
+        if self.trainer is not None and self.trainer.running():
+            self.log.line("shutdown", f"stopping the trainer (SIGTERM, SIGKILL after {grace:g} s)")
+            note = self.trainer.stop(grace)
+            if note:
+                self.log.line("shutdown", note)
+        if self.ray is not None:
+            killed = self.ray.stop(RAY_STOP_GRACE)
+            self.log.line("shutdown", "Ray head and workers stopped"
+                          + (f" (killed after {RAY_STOP_GRACE:g} s: {', '.join(killed)})" if killed else ""))
+        if self.tunnel is not None:
+            self.tunnel.stop()
+            self.log.line("shutdown", f"tunnel closed ({self.tunnel.restarts} restart(s) during the job)")
+        left = shutdown.sweep(self.marker, grace=1.0)
+        if left:
+            self.log.line("shutdown", f"killed {len(left)} leftover process(es) of this job on {self.job.batch_node}")
+        if self.ray is not None and os.environ.get("OT_HPC_KEEP_RAY_TEMP") != "1":
+            for path in self.ray.temp_dirs.values():  # the agents remove theirs; this is the backstop
+                if self.shared_host or path == self.ray.temp_dirs[self.job.batch_node]:
+                    shutil.rmtree(path, ignore_errors=True)
+        if self.port_lock is not None:
+            self.port_lock.release()
+
+    # ---- the whole job ---------------------------------------------------------------
+    def run(self) -> int:
+        self.install_signals()
+        code = 0
+        message = None
+        try:
+            with self.log.phase("environment"):
+                self.phase_environment()
+            self.flush_notes()
+            if self.stop_event.is_set():
+                raise Stopped("stopped by a signal")
+            with self.log.phase("egress"):
+                self.phase_egress()
+            self.flush_notes()
+            if self.stop_event.is_set():
+                raise Stopped("stopped by a signal")
+            with self.log.phase("ray"):
+                self.phase_ray()
+            self.flush_notes()
+            with self.log.phase("training"):
+                code = self.phase_training()
+        except Stopped:
+            code = 128 + (self.stop_signal or signal.SIGTERM)
+            message = f"stopped by {signal.Signals(self.stop_signal or signal.SIGTERM).name}"
+        except PhaseError as exc:
+            code, message = exc.exit_code, str(exc)
+        except Exception as exc:  # a bug: still shut down, and say what happened in one line
+            code, message = 1, f"internal error: {type(exc).__name__}: {exc}"
+            self.log.line("runner", message)
+        finally:
+            self.flush_notes()
+            try:
+                with self.log.phase("shutdown"):
+                    self.shutdown()
+            except Exception as exc:
+                self.log.line("runner", f"shutdown error: {type(exc).__name__}: {exc}")
+        return self.finish(code, message)
+
+    def finish(self, code: int, message: Optional[str]) -> int:
+        result = requeue.outcome(code, self.stop_signal)
+        decision = requeue.should_requeue(result, self.job.restart_count, self.spec.max_restarts)
+        if self.spec.max_restarts:
+            self.log.line("runner", requeue.describe(result, self.job.restart_count, self.spec.max_restarts))
+        if message is None and code != 0:
+            message = f"trainer exited with code {code}"
+        final_phase = "done" if code == 0 else "failed"
+        self.state.update(phase=final_phase, exit_code=code, timings=dict(self.log.timings),
+                          message=message if not decision else f"{message}; requeued")
+        self.log.line("runner", f"exit {code}; timings: {self.log.summary()}" + (f"; {message}" if message else ""))
+        if decision:
+            self.preserve_log()
+            try:
+                requeue.requeue(self.job.job_id)
+                self.log.line("runner", "requeued: Slurm will run this job again under the same id")
+            except Exception as exc:
+                self.log.line("runner", f"requeue failed: {exc}")
+        return code
+
+    def preserve_log(self) -> None:
+        """Slurm truncates the log when the job runs again: keep this run's copy."""
+        path = self.spec.log_path(self.job.job_id)
+        try:
+            same = os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path))
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if not same:
+            return
+        copy = path[: -len(".log")] + f".run{self.job.restart_count}.log"
+        try:
+            shutil.copyfile(path, copy)
+            self.log.line("runner", f"this run's log kept as {copy}")
+        except OSError as exc:
+            self.log.line("runner", f"WARNING: cannot keep this run's log: {exc.strerror}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    log = JobLog(sys.stdout)
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        sys.stderr.write("usage: python -m ot_hpc.runner <spec.json>\n")
+        return EXIT_ENV
+    try:
+        spec = read_spec(args[0])
+    except (OSError, ValueError, TypeError) as exc:
+        log.line("runner", f"cannot read the job spec {args[0]}: {exc}")
+        return EXIT_ENV
+    try:
+        job = JobEnvironment.from_environ(os.environ)
+    except (NotInSlurmJob, ValueError) as exc:
+        log.line("runner", str(exc))
+        return EXIT_ENV
+    log.line("runner", f"ot-hpc runner for {spec.job_name}, job {job.job_id}, spec {args[0]}")
+    return Runner(spec, job, os.environ, log).run()

@@ -1,0 +1,1 @@
+"""Tests of the monitoring commands (issue 5)."""

@@ -1,0 +1,71 @@
+"""Site env, activation, secrets into the environment (and the redactor, never the notes)."""
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from ot_hpc.runner.envload import activation_command, load_environment, prepend_path
+
+
+@dataclass
+class FakeSpec:
+    site_env_file: Optional[str] = None
+    secret_env_file: Optional[str] = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    env_activate: Optional[str] = None
+    conda_env: Optional[str] = None
+    modules: tuple = ()
+    extra_pythonpath: Optional[str] = None
+
+
+def test_site_env_secrets_and_order(tmp_path):
+    site = tmp_path / "site.env"
+    site.write_text("# comment\nexport HF_HOME=${HOME}/hf\nWANDB_MODE='offline'\nBROKEN LINE\n"
+                    f"TRITON_CACHE_DIR={tmp_path}/triton\n")
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_verysecret\nWANDB_API_KEY=\"wandb secret value\"\n")
+    secret.chmod(0o600)
+    spec = FakeSpec(str(site), str(secret), {"WANDB_MODE": "online"}, extra_pythonpath="/opt/x")
+    loaded = load_environment(spec, {"HOME": "/home/u", "PATH": "/bin", "PYTHONPATH": "/a"}, "ib0")
+    env = loaded.env
+    assert env["HF_HOME"] == "/home/u/hf"
+    assert env["WANDB_MODE"] == "online"  # the spec's variables win over the site file
+    assert env["HF_TOKEN"] == "hf_verysecret"
+    assert env["WANDB_API_KEY"] == "wandb secret value"
+    assert env["PYTHONPATH"] == "/opt/x:/a"
+    assert env["NCCL_SOCKET_IFNAME"] == env["GLOO_SOCKET_IFNAME"] == "ib0"
+    assert os.path.isdir(tmp_path / "triton")
+    assert loaded.secret_keys == ("HF_TOKEN", "WANDB_API_KEY")
+    notes = "\n".join(loaded.notes)
+    assert "hf_verysecret" not in notes and "wandb secret value" not in notes
+    assert loaded.redactor("x hf_verysecret y") == "x [redacted HF_TOKEN] y"
+
+
+def test_world_readable_secret_file_warns(tmp_path):
+    secret = tmp_path / "secret.env"
+    secret.write_text("HF_TOKEN=hf_verysecret\n")
+    secret.chmod(0o644)
+    loaded = load_environment(FakeSpec(secret_env_file=str(secret)), {"PATH": "/bin"})
+    assert any("readable by others" in n for n in loaded.notes)
+
+
+def test_activation_sources_script_with_odd_path(tmp_path):
+    odd = tmp_path / "my env $x"
+    odd.mkdir()
+    script = odd / "activate"
+    script.write_text('echo "noise on stdout"\nexport VIRTUAL_ENV="/venv/a b"\nexport PATH="/venv/bin:$PATH"\n')
+    loaded = load_environment(FakeSpec(env_activate=str(script), environment={"KEEP": "1"}),
+                              {"PATH": "/bin", "HOME": "/root"})
+    assert loaded.env["VIRTUAL_ENV"] == "/venv/a b"
+    assert loaded.env["PATH"].startswith("/venv/bin:")
+    assert loaded.env["KEEP"] == "1"
+
+
+def test_activation_command_none_without_settings():
+    assert activation_command(None, None, ()) is None
+    argv = activation_command("/a b/activate", "myenv", ("cuda/12",))
+    assert argv[-3:] == ["/a b/activate", "cuda/12", "myenv"]
+
+
+def test_prepend_path():
+    assert prepend_path("/a:/b", "/c:/a") == "/c:/a:/b"
+    assert prepend_path(None, None) is None

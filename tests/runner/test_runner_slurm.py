@@ -1,0 +1,322 @@
+"""The runner end to end: real local Slurm cluster, real sshd, real Ray.
+
+Each test submits ``python -m ot_hpc.runner <spec>`` the way ot-submit does (a JobSpec
+written with write_spec, a two-line batch script, an explicit environment) and runs
+``ot_hpc.demo_trainer`` in place of SkyRL. Jobs ask for 1 CPU per node, so two of them
+fit side by side on the 2-CPU emulated nodes.
+"""
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Optional
+
+import pytest
+
+from ot_hpc.runner import shutdown
+from ot_hpc.runner.ports import busy_ports
+from ot_hpc.runstate import RunState, read_state
+from ot_hpc.scheduler import JobRequest, JobState, get_scheduler
+from ot_hpc.spec import JobSpec, write_spec
+
+from ..conftest import REPO, base_environment, wait_for
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "ray_available")]
+
+SSHD_SCRIPT = os.path.join(REPO, "tools", "local-login-sshd.sh")
+SSHD_DIR = os.environ.get("OT_LOCAL_SSHD_DIR", "/var/lib/ot-hpc-local/ssh")
+SSHD_PORT = int(os.environ.get("OT_LOCAL_SSHD_PORT", "2222"))
+SECRET_VALUE = "s3cr3t-VALUE-never-logged"
+HTTP_BODY = "ot-hpc egress ok"
+JOB_TIMEOUT = 120
+
+
+# ---- fixtures -------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def ray_available():
+    if importlib.util.find_spec("ray") is None:
+        reason = "Ray is not installed in this Python (pip install ray)"
+        if os.environ.get("OT_HPC_REQUIRE_CLUSTER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def login_sshd():
+    """The local 'login node': tools/local-login-sshd.sh (idempotent start)."""
+    done = subprocess.run(["bash", SSHD_SCRIPT, "start"], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        reason = f"the local sshd did not start: {(done.stderr or done.stdout).strip()[-300:]}"
+        if os.environ.get("OT_HPC_REQUIRE_CLUSTER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return {"key": os.path.join(SSHD_DIR, "id_ed25519"),
+            "known_hosts": os.path.join(SSHD_DIR, "known_hosts"), "port": SSHD_PORT}
+
+
+@pytest.fixture(scope="session")
+def http_url():
+    """A loopback HTTP server the demo trainer fetches through the tunnel."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = HTTP_BODY.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/egress"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def experiments(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runner-exp")
+    os.makedirs(path / "logs", exist_ok=True)
+    secret = path / "secret.env"
+    secret.write_text(f"DEMO_SECRET={SECRET_VALUE}\n")
+    secret.chmod(0o600)
+    return str(path)
+
+
+# ---- helpers ----------------------------------------------------------------------------
+class Job:
+    def __init__(self, job_id: int, spec: JobSpec) -> None:
+        self.id = job_id
+        self.spec = spec
+
+    @property
+    def log_path(self) -> str:
+        return self.spec.log_path(str(self.id))
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path) as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def state(self) -> Optional[RunState]:
+        return read_state(self.spec.state_path(str(self.id)))
+
+    def record(self):
+        return get_scheduler("cli").get_job(self.id)
+
+    def wait_end(self, timeout: float = JOB_TIMEOUT):
+        def finished():
+            record = self.record()
+            return record if record is not None and record.state.is_finished else None
+
+        try:
+            return wait_for(finished, timeout, f"job {self.id} to finish")
+        except BaseException:
+            print(self.log()[-5000:])
+            raise
+
+    def leftovers(self):
+        state = self.state()
+        marker = (state.details or {}).get("marker") if state else None
+        assert marker, f"job {self.id} wrote no marker into its run state"
+        return shutdown.marked_processes(marker)
+
+    def busy_ports(self):
+        low, high = (int(x) for x in self.state().details["ports"].split("-"))
+        return busy_ports(range(low, high + 1))
+
+
+def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max_restarts=0,
+           sshd=None, join_timeout=30, grace=3, time_limit=5, probe="127.0.0.1:9") -> Job:
+    env_for_job = {"PYTHONPATH": REPO}
+    env_for_job.update(environment or {})
+    if sshd:
+        env_for_job.update(SSH_KEY=sshd["key"], SSH_KNOWN_HOSTS=sshd["known_hosts"])
+    spec = JobSpec(
+        job_name=f"runnertest-{name}", cluster="local", num_nodes=nodes, experiments_dir=experiments,
+        python=sys.executable, entrypoint_module="ot_hpc.demo_trainer", overrides=tuple(overrides),
+        gpus_per_node=gpus, secret_env_file=os.path.join(experiments, "secret.env"),
+        environment=env_for_job, max_restarts=max_restarts, needs_tunnel=bool(sshd),
+        egress_probe=probe, login_node="127.0.0.1", ssh_port=SSHD_PORT,
+        ray_join_timeout_seconds=join_timeout, shutdown_grace_seconds=grace,
+    )
+    spec_path = os.path.join(experiments, "specs", f"{spec.job_name}-{time.time_ns()}.json")
+    write_spec(spec_path, spec)
+    batch_env = base_environment()
+    batch_env["PYTHONPATH"] = REPO
+    request = JobRequest(
+        script=f"#!/bin/bash\nexec {sys.executable} -m ot_hpc.runner {spec_path}\n",
+        name=spec.job_name, nodes=nodes, time_limit_minutes=time_limit, environment=batch_env,
+        cpus_per_task=1, gpus_per_node=gpus, output_path=os.path.join(spec.logs_dir, f"{spec.job_name}_%j.log"),
+        working_directory=experiments, requeue=max_restarts > 0, signal_name="USR2",
+        signal_seconds_before_end=60,
+    )
+    return Job(get_scheduler("cli").submit(request), spec)
+
+
+def phases_logged(text: str, phases) -> None:
+    for phase in phases:
+        assert f"[{phase}] begin" in text, f"phase {phase} never began"
+        assert f"[{phase}] done in " in text, f"phase {phase} never finished"
+
+
+def assert_clean(job: Job, timeout: float = 15) -> None:
+    wait_for(lambda: not job.leftovers(), timeout, f"job {job.id}'s processes to be gone")
+    wait_for(lambda: not job.busy_ports(), timeout, f"job {job.id}'s ports to be free")
+
+
+# ---- two jobs at once on the same nodes (also the happy path) ----------------------------
+@pytest.fixture(scope="module")
+def job_pair(experiments, login_sshd, http_url, tmp_path_factory):
+    """Two 3-node jobs training at the same time on the same nodes (each holds in
+    training until both are there, so they overlap whatever else the cluster runs)."""
+    release = tmp_path_factory.mktemp("pair") / "release"
+    first = submit(experiments, "happy", 3, [f"demo.fetch_url={http_url}", "demo.print_env=DEMO_SECRET",
+                                             f"demo.wait_for_file={release}", "trainer.epochs=1"],
+                   gpus=2, sshd=login_sshd, probe=http_url.split("/")[2])
+    second = submit(experiments, "neighbour", 3, [f"demo.wait_for_file={release}"], gpus=2)
+    try:
+        wait_for(lambda: all("demo: waiting for" in job.log() for job in (first, second)), JOB_TIMEOUT,
+                 "both jobs to be training at the same time")
+    finally:
+        release.write_text("go")
+    return first, first.wait_end(), second, second.wait_end()
+
+
+def test_happy_path_three_nodes(job_pair, http_url):
+    job, record, _, _ = job_pair
+    text = job.log()
+    assert record.state == JobState.COMPLETED, text[-3000:]
+    assert record.exit_code == 0
+    phases_logged(text, ("environment", "egress", "ray", "training", "shutdown"))
+    assert "Ray ready on all 3 nodes (3 CPUs, 6 GPUs)" in text
+    assert "SOCKS tunnel socks5h://127.0.0.2:" in text
+    assert f"{http_url.split('/')[2]} reachable through the tunnel" in text
+    for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):  # every node's task used the tunnel
+        assert f"task ran on {ip} (" in text and f"through the proxy: {HTTP_BODY}" in text
+    assert "demo: fetch 1 ok from the driver: " + HTTP_BODY in text
+    assert "demo: env DEMO_SECRET=[redacted DEMO_SECRET]" in text
+    assert SECRET_VALUE not in text
+    state = job.state()
+    assert state.phase == "done" and state.exit_code == 0 and state.nodes_ready == 3
+    assert state.head_address.startswith("127.0.0.2:") and state.tunnel.startswith("socks5h://")
+    assert set(state.timings) >= {"environment", "egress", "ray", "training", "shutdown"}
+    assert_clean(job)
+
+
+def test_two_jobs_on_the_same_nodes_do_not_collide(job_pair):
+    first, first_record, second, second_record = job_pair
+    assert second_record.state == JobState.COMPLETED, second.log()[-3000:]
+    assert "Ray ready on all 3 nodes" in second.log()
+    a, b = first.state(), second.state()
+    low_a, high_a = (int(x) for x in a.details["ports"].split("-"))
+    low_b, high_b = (int(x) for x in b.details["ports"].split("-"))
+    assert high_a < low_b or high_b < low_a, "the two jobs' port blocks overlap"
+    assert a.head_address != b.head_address
+    # They really ran at the same time on the same nodes.
+    assert first_record.node_list == second_record.node_list
+    assert first_record.start_time < second_record.end_time and second_record.start_time < first_record.end_time
+    assert_clean(second)
+
+
+# ---- failures ---------------------------------------------------------------------------
+def test_failing_trainer_fails_the_job_with_its_exit_code(experiments):
+    job = submit(experiments, "fail", 2, ["demo.exit_code=3"])
+    record = job.wait_end()
+    text = job.log()
+    assert record.state == JobState.FAILED, text[-3000:]
+    assert record.exit_code == 3
+    assert "[training] trainer exited with code 3" in text
+    assert "[runner] exit 3;" in text
+    state = job.state()
+    assert state.phase == "failed" and state.exit_code == 3
+    assert_clean(job)
+
+
+def test_worker_that_never_joins_fails_clearly(experiments):
+    job = submit(experiments, "nojoin", 3, environment={"OT_HPC_FAULT_SKIP_NODES": "n3"}, join_timeout=6)
+    record = job.wait_end()
+    text = job.log()
+    assert record.state == JobState.FAILED, text[-3000:]
+    assert record.exit_code == 4
+    assert "[ray] failed after" in text
+    assert "node n3 (127.0.0.4) did not join the Ray cluster within 6 s" in text
+    assert "[training] begin" not in text
+    assert_clean(job)
+
+
+def test_scancel_mid_training_leaves_nothing(experiments):
+    job = submit(experiments, "cancel", 3, ["demo.sleep_seconds=300"], grace=3)
+    wait_for(lambda: "demo: sleeping" in job.log(), 90, f"job {job.id} to be training")
+    assert job.leftovers(), "the job's processes should be visible while it runs"
+    cancelled_at = time.monotonic()
+    get_scheduler("cli").cancel(job.id)
+    wait_for(lambda: not job.leftovers(), 30, f"job {job.id}'s processes to be gone after scancel")
+    wait_for(lambda: not job.busy_ports(), 30 - (time.monotonic() - cancelled_at), "the job's ports to be free")
+    assert time.monotonic() - cancelled_at < 30
+    record = job.wait_end(60)
+    assert record.state == JobState.CANCELLED
+    text = job.log()
+    assert "received SIGTERM: stopping" in text, text[-3000:]
+    assert "[shutdown] done in" in text
+
+
+def test_tunnel_ssh_killed_mid_run_is_restarted(experiments, login_sshd, http_url, tmp_path):
+    go = tmp_path / "go"
+    job = submit(experiments, "tunnelkill", 2,
+                 [f"demo.fetch_url={http_url}", f"demo.wait_for_file={go}"], sshd=login_sshd)
+    wait_for(lambda: "demo: fetch 1 ok" in job.log(), 90, f"job {job.id}'s first fetch")
+    state = job.state()
+    old_pid = state.details["tunnel_pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    restarted = wait_for(lambda: (job.state().tunnel_restarts or 0) >= 1 and job.state(), 30,
+                         "the watchdog to restart the tunnel")
+    assert restarted.details["tunnel_pid"] != old_pid
+    go.write_text("go")
+    record = job.wait_end()
+    text = job.log()
+    assert record.state == JobState.COMPLETED, text[-3000:]
+    assert "tunnel down (ssh is not running" in text
+    assert "[tunnel] tunnel restarted (#1" in text
+    assert "demo: fetch 2 ok from the driver: " + HTTP_BODY in text
+    assert_clean(job)
+
+
+def test_requeue_runs_twice_then_stops(experiments):
+    job = submit(experiments, "requeue", 1, ["demo.exit_code=5"], max_restarts=1)
+    released = []
+
+    def finished_or_release():
+        record = job.record()
+        if record is None:
+            return None
+        if record.state == JobState.PENDING and record.restart_count >= 1 and not released:
+            # Slurm holds a requeued job for 120 s (credential expiry): the test does not wait.
+            subprocess.run(["scontrol", "update", f"JobId={job.id}", "StartTime=now"], check=False)
+            released.append(True)
+        return record if record.state.is_finished else None
+
+    record = wait_for(finished_or_release, 180, f"job {job.id} to run twice and end")
+    text = job.log()
+    assert record.state == JobState.FAILED, text[-3000:]
+    assert record.exit_code == 5
+    assert record.restart_count == 1
+    first_run = job.log_path[: -len(".log")] + ".run0.log"
+    with open(first_run) as handle:
+        first = handle.read()
+    assert "requeueing: failure, restart 1 of 1 next" in first
+    assert "restart 1 of 1" in text and "not requeueing: failure, all 1 restart(s) used" in text
+    state = job.state()
+    assert state.restart_count == 1 and state.phase == "failed"
+    assert_clean(job)
