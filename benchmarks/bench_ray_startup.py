@@ -9,6 +9,8 @@ commands (ports, temp dirs, node IPs, CPUs/GPUs), only the orchestration differs
 - limit:      head; every worker launched the moment the head's GCS port accepts
               connections; readiness polled from the GCS every 0.2 s
 - runner:     ``python -m ot_hpc.runner`` (its "Ray ready on all N nodes" log line)
+- runner-nofork (optional): the runner with OT_HPC_NODE_AGENT_FORK=0 (workers run the
+              ``ray`` command instead of a Ray-preloaded fork of the node agent)
 
 For legacy/documented, "ready" is when the script declares it (end of its sleeps), as the
 legacy launcher did. Prints seconds and ratios; target: runner <= 1.3x limit, growing by
@@ -22,6 +24,7 @@ import argparse
 import os
 import re
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -123,10 +126,12 @@ def run_recipe(recipe: str, nodes: int, workdir: str) -> float:
            "LANG": "C.UTF-8", "PYTHONPATH": REPO}
     tag = f"bench{int(time.time() * 1000) % 10_000_000}"
     log = os.path.join(workdir, f"{recipe}-{nodes}-{tag}.log")
-    if recipe == "runner":
+    if recipe.startswith("runner"):
+        extra = {"OT_HPC_NODE_AGENT_FORK": "0"} if recipe == "runner-nofork" else {}
         spec = JobSpec(job_name=f"runnertest-bench-{nodes}", cluster="local", num_nodes=nodes,
                        experiments_dir=workdir, python=PY, entrypoint_module="ot_hpc.demo_trainer",
-                       needs_tunnel=False, environment={"PYTHONPATH": REPO}, shutdown_grace_seconds=3)
+                       needs_tunnel=False, environment={"PYTHONPATH": REPO, **extra},
+                       shutdown_grace_seconds=3)
         spec_path = os.path.join(workdir, f"spec-{tag}.json")
         write_spec(spec_path, spec)
         script = f'#!/bin/bash\necho "T0 $(date +%s.%N)"\nexec {PY} -m ot_hpc.runner {spec_path}\n'
@@ -138,7 +143,7 @@ def run_recipe(recipe: str, nodes: int, workdir: str) -> float:
     wait_job(scheduler, job_id)
     text = open(log).read()
     t0 = float(re.search(r"^T0 (\S+)", text, re.M).group(1))
-    if recipe == "runner":
+    if recipe.startswith("runner"):
         line = next(l for l in text.splitlines() if f"Ray ready on all {nodes} nodes" in l)
         return parse_log_time(line) - t0
     match = re.search(r"^READY (\S+)", text, re.M)
@@ -151,16 +156,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", default="1,2,3")
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per recipe and N, interleaved; the median is reported")
     args = parser.parse_args()
     counts = [int(n) for n in args.nodes.split(",")]
     recipes = [r for r in args.recipes.split(",") if r]
     workdir = tempfile.mkdtemp(prefix="ot-bench-ray-")
-    results = {}
+    samples = {}
     for nodes in counts:
-        for recipe in recipes:
-            seconds = run_recipe(recipe, nodes, workdir)
-            results[(recipe, nodes)] = seconds
-            print(f"  {recipe:<10} N={nodes}: {seconds:6.2f} s", flush=True)
+        for trial in range(args.repeat):
+            for recipe in recipes:
+                if recipe in ("legacy", "documented") and trial > 0:
+                    continue  # fixed sleeps: one run says it all
+                seconds = run_recipe(recipe, nodes, workdir)
+                samples.setdefault((recipe, nodes), []).append(seconds)
+                print(f"  {recipe:<10} N={nodes}: {seconds:6.2f} s", flush=True)
+    results = {key: statistics.median(values) for key, values in samples.items()}
     print()
     print("seconds to 'Ray ready on all N nodes' (from the batch script's first line)")
     print("N   " + "".join(f"{r:>12}" for r in recipes)

@@ -3,8 +3,9 @@
 Compute nodes of some clusters (JSC, Leonardo) have no internet. With ``PREDOWNLOAD=auto``
 (on exactly those clusters) or ``true``, ot-submit downloads every Hugging Face id named by
 ``MODEL_PATH``, ``TRAIN_DATA`` and ``VAL_DATA`` into the site's HF cache (``HF_HUB_CACHE``,
-else ``$HF_HOME/hub``) on the shared filesystem, and hands SkyRL the local snapshot
-directories instead (``trainer.policy.model.path=<snapshot>``,
+else ``$HF_HOME/hub`` of the site env file or job config; else, with a warning, where
+huggingface_hub itself would cache) on the shared filesystem, and hands SkyRL the local
+snapshot directories instead (``trainer.policy.model.path=<snapshot>``,
 ``data.train_data=['<snapshot>:train']``).
 
 Planning is pure and separate from doing:
@@ -115,6 +116,17 @@ def hub_cache_dir(environment: Mapping[str, str]) -> Optional[str]:
     return os.path.expanduser(cache) if cache else None
 
 
+def default_hub_cache(environ: Mapping[str, str]) -> Tuple[str, str]:
+    """Where huggingface_hub itself would cache on the login node, and why: the login
+    shell's HF_HUB_CACHE or HF_HOME, else ``$XDG_CACHE_HOME`` or ``~/.cache``/huggingface/hub."""
+    cache = hub_cache_dir(environ)
+    if cache is not None:
+        return cache, "the login shell's HF_HUB_CACHE/HF_HOME"
+    home = (environ.get("HOME") or "").strip() or os.path.expanduser("~")
+    base = (environ.get("XDG_CACHE_HOME") or "").strip() or os.path.join(home, ".cache")
+    return os.path.join(base, "huggingface", "hub"), "huggingface_hub's default"
+
+
 def hydra_value(setting_key: str, items: Sequence[str]) -> str:
     """The Hydra value of a mapped setting: MODEL_PATH a single (quoted when needed) string,
     TRAIN_DATA/VAL_DATA a list of strings (SkyRL's ``data.train_data=['a','b']``)."""
@@ -187,14 +199,14 @@ def plan_downloads(job: "ValidatedJob", cluster: Optional["Cluster"] = None) -> 
     cluster = cluster or job.cluster
     if not predownload_enabled(job.resolved_config.get("PREDOWNLOAD"), cluster):
         return ()
-    cache = hub_cache_dir(job.environment)
+    cache = job.hub_cache or hub_cache_dir(job.environment)
     planned: List[Download] = []
     for setting_key, kind in KINDS.items():
         for item in job.mapped_values.get(setting_key, ()):
             parsed = parse_hub_id(item, kind)
             if parsed is None:
                 continue
-            if cache is None:  # validation reports this first; kept for direct callers
+            if cache is None:  # validation chooses one; kept for direct callers
                 raise PredownloadError(
                     f"{setting_key}={item}: downloading it needs HF_HUB_CACHE (or HF_HOME); set "
                     "HF_HUB_CACHE=<directory on the shared filesystem> in the site env file, or "

@@ -201,10 +201,11 @@ def build(
     run_skyrl_check: bool = True,
 ) -> SubmissionRequest:
     """Validate and assemble; raises :class:`ValidationFailed` listing every problem."""
-    result = validate(config, now=now, cwd=cwd, run_skyrl_check=run_skyrl_check)
+    environ = os.environ if environ is None else environ
+    result = validate(config, now=now, cwd=cwd, run_skyrl_check=run_skyrl_check, environ=environ)
     if not result.ok or result.job is None:
         raise ValidationFailed(result.problems, result.warnings)
-    return build_from_job(result.job, os.environ if environ is None else environ, result.warnings)
+    return build_from_job(result.job, environ, result.warnings)
 
 
 # ------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from .clusters import Cluster
 from .config import SETTINGS_BY_KEY, MergedConfig, Override, Problem, env_file_keys
 from .durations import parse_time_limit_minutes
 from .hostlist import expand_hostlist
-from .predownload import (KINDS, classify_value, hub_cache_dir, hydra_value, parse_hub_id,
-                          predownload_enabled)
+from .predownload import (KINDS, classify_value, default_hub_cache, hub_cache_dir, hydra_value,
+                          parse_hub_id, predownload_enabled)
 
 MAX_SIGNAL_SECONDS = 65535  # Slurm's limit for --signal ...@<seconds>
 _INT = re.compile(r"^[0-9]+$")
@@ -92,6 +92,8 @@ class ValidatedJob:
     # MODEL_PATH/TRAIN_DATA/VAL_DATA as items: absolute paths or Hugging Face ids (absent when
     # not set or given as a verbatim Hydra list); what ot_hpc.predownload plans from.
     mapped_values: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    # The HF hub cache the login-node pre-download uses (None: nothing to download).
+    hub_cache: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -260,13 +262,15 @@ def _check_model(checker: _Checker) -> Optional[Tuple[str, ...]]:
 
 
 def _check_hub_ids(checker: _Checker, cluster: Cluster, mapped_values: Mapping[str, Sequence[str]],
-                   predownload: bool, environment: Mapping[str, str]) -> None:
-    """Hugging Face ids on a cluster without internet: downloaded on the login node (then
-    the cache must be usable), or a warning that the job reaches the Hub only by tunnel."""
+                   predownload: bool, environment: Mapping[str, str],
+                   environ: Mapping[str, str]) -> Optional[str]:
+    """Hugging Face ids on a cluster without internet: downloaded on the login node (into
+    the cache returned here, which must be writable), or a warning that the job reaches the
+    Hub only through the tunnel."""
     hub_items = [(key, item) for key, items in mapped_values.items() for item in items
                  if parse_hub_id(item, KINDS[key]) is not None]
     if not hub_items:
-        return
+        return None
     if not predownload:
         if not cluster.compute_has_internet:
             for key, item in hub_items:
@@ -274,19 +278,20 @@ def _check_hub_ids(checker: _Checker, cluster: Cluster, mapped_values: Mapping[s
                     f"{key}={item}: a Hugging Face id and PREDOWNLOAD=false; compute nodes of "
                     f"{cluster.name} reach the Hub only through the tunnel (PREDOWNLOAD=auto "
                     "downloads it on the login node and gives SkyRL the local snapshot)")
-        return
-    cache = hub_cache_dir(environment)
+        return None
     first = f"{hub_items[0][0]}={hub_items[0][1]}"
+    cache = hub_cache_dir(environment)
     if cache is None:
-        checker.problem("PREDOWNLOAD", f"{first} is downloaded on the login node but neither "
-                        "HF_HUB_CACHE nor HF_HOME is set", "set HF_HUB_CACHE=<directory on the "
-                        "shared filesystem> in the site env file, or PREDOWNLOAD=false")
-        return
+        cache, why = default_hub_cache(environ)
+        checker.warnings.append(
+            f"PREDOWNLOAD: neither HF_HUB_CACHE nor HF_HOME is set in the site env file or job "
+            f"config, so {first} is downloaded into {cache} ({why}); compute nodes must see that "
+            "directory (set HF_HUB_CACHE in the site env file to choose)")
     if not os.path.isabs(cache):
         checker.problem("PREDOWNLOAD", f"the HF cache {cache} (HF_HUB_CACHE/HF_HOME) is not an "
                         "absolute path", "set HF_HUB_CACHE=<absolute directory on the shared "
                         "filesystem>, or PREDOWNLOAD=false")
-        return
+        return None
     probe = cache
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
@@ -294,6 +299,8 @@ def _check_hub_ids(checker: _Checker, cluster: Cluster, mapped_values: Mapping[s
         checker.problem("PREDOWNLOAD", f"{first} is downloaded into {cache}, but {probe} is not "
                         "a writable directory", "set HF_HUB_CACHE to a directory you can write "
                         "on the shared filesystem, or PREDOWNLOAD=false")
+        return None
+    return cache
 
 
 def _int_of(value: Optional[str]) -> Optional[int]:
@@ -374,8 +381,10 @@ def validate(
     now: Optional[datetime] = None,
     cwd: Optional[str] = None,
     run_skyrl_check: bool = True,
+    environ: Optional[Mapping[str, str]] = None,
 ) -> ValidationResult:
-    """Check everything; return the typed job or every problem found."""
+    """Check everything; return the typed job or every problem found. ``environ``: the
+    login shell's environment (default ``os.environ``), for the default HF cache only."""
     now = now or datetime.now(timezone.utc)
     checker = _Checker(config, cwd or os.getcwd())
     cluster = config.cluster
@@ -540,8 +549,9 @@ def validate(
             continue
         mapped_values[key] = items
         mapped.append(Override("", hydra_key, hydra_value(key, items), config.source(key)))
-    _check_hub_ids(checker, cluster, mapped_values,
-                   predownload_enabled(predownload_mode, cluster), environment)
+    hub_cache = _check_hub_ids(checker, cluster, mapped_values,
+                               predownload_enabled(predownload_mode, cluster), environment,
+                               os.environ if environ is None else environ)
     added: List[Override] = []
     if max_restarts:
         resume = user_overrides.get(RESUME_OVERRIDE)
@@ -632,6 +642,7 @@ def validate(
         resolved_config=resolved,
         created_at=now,
         mapped_values=mapped_values,
+        hub_cache=hub_cache,
     )
     return ValidationResult(job, (), tuple(checker.warnings))
 

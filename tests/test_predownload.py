@@ -253,7 +253,7 @@ def validated(world, values, cluster="offline"):
     values = {"EXPERIMENTS_DIR": str(tmp / "exp"), **values}
     (tmp / "job.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     config = load_config("job.env", {"CLUSTER": cluster}, [], environ=environ, cwd=str(tmp))
-    return validate(config, now=NOW, cwd=str(tmp), run_skyrl_check=False)
+    return validate(config, now=NOW, cwd=str(tmp), run_skyrl_check=False, environ=environ)
 
 
 def test_plan_lists_ids_and_skips_local_values(world):
@@ -292,13 +292,18 @@ def test_plan_is_empty_when_off_local_or_verbatim(world):
     assert predownload.plan_downloads(local, local.cluster) == ()
 
 
-def test_validation_problems(world):
+def test_cache_choice_and_validation_problems(world):
     tmp = world[0]
     values = {**BASE, "MODEL_PATH": "org/tiny-model"}
+    # neither set by the site: huggingface_hub's own default, with a warning
     no_cache = validated(world, values)
-    assert [p.field for p in no_cache.problems] == ["PREDOWNLOAD"]
-    assert "HF_HUB_CACHE" in no_cache.problems[0].line()
-    assert validated(world, {**values, "HF_HOME": f"{tmp}/hf"}).ok  # $HF_HOME/hub
+    assert no_cache.ok and no_cache.job.hub_cache == f"{tmp}/home/.cache/huggingface/hub"
+    assert any(w.startswith("PREDOWNLOAD: neither HF_HUB_CACHE") for w in no_cache.warnings)
+    assert predownload.plan_downloads(no_cache.job)[0].cache_dir == no_cache.job.hub_cache
+    with_home = validated(world, {**values, "HF_HOME": f"{tmp}/hf"})  # $HF_HOME/hub
+    assert with_home.ok and with_home.job.hub_cache == f"{tmp}/hf/hub" and not with_home.warnings
+    relative = validated(world, {**values, "HF_HUB_CACHE": "hub"})
+    assert [p.field for p in relative.problems] == ["PREDOWNLOAD"]
     assert validated(world, {**values, "PREDOWNLOAD": "false"}).ok  # no download, no cache needed
     (tmp / "afile").write_text("x")
     unwritable = validated(world, {**values, "HF_HUB_CACHE": f"{tmp}/afile/hub"})

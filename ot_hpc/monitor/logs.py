@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 LOG_NAME = re.compile(r"^(?:(?P<name>.+)_|slurm-)(?P<id>\d+)\.(?P<ext>log|out)$")
 _RANK = {"log": 0, "out": 1}  # .log before .out; slurm-<id>.out last
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]"  # compiled on first use
 BLOCK = 8192
 MAX_TAIL_BYTES = 1 << 20  # never read more than 1 MiB from the end of a log
 
@@ -83,7 +83,7 @@ def clean_line(line: str) -> str:
     if "\r" in line:
         segments = [s for s in line.split("\r") if s.strip()]
         line = segments[-1] if segments else ""
-    return _CONTROL.sub("", line.expandtabs(4))
+    return re.sub(_CONTROL, "", line.expandtabs(4))
 
 
 def tail_lines(path: str, count: int) -> List[str]:

@@ -3,9 +3,20 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import math
 
 from .dirs import EXPERIMENTS_DIR_VAR
-from .window import parse_positive_number
+
+
+def parse_positive_number(text: str, what: str) -> float:
+    """A finite number > 0 (``7``, ``0.5``, ``1e1``); ValueError naming ``what`` otherwise."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{what} must be a positive number, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a positive number, not {text!r}")
+    return value
 
 
 def positive_number(what: str):

@@ -88,7 +88,7 @@ _EXACT = {
 }
 
 # QOSGrpGRES, QOSMaxCpuPerUserLimit, AssocGrpNodeLimit, AssocMaxJobsLimit, ...
-_LIMIT = re.compile(
+_LIMIT = (  # compiled on first use (re caches it): most reasons are in _EXACT
     r"^(?P<who>QOS|Assoc)(?P<scope>Grp|Max|Min)(?P<what>.*?)"
     r"(?P<per>PerUser|PerJob|PerAccount|PerNode|PerMinute)?(?:Limit)?$"
 )
@@ -116,7 +116,7 @@ _WHAT_WORDS = (
 
 
 def _limit_phrase(code: str) -> Optional[str]:
-    match = _LIMIT.match(code)
+    match = re.match(_LIMIT, code)
     if not match:
         return None
     who = "QOS" if match.group("who") == "QOS" else "account"

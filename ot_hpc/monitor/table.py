@@ -70,12 +70,6 @@ def fit(text: str, width: int, cut_left: bool = False) -> str:
     return ELLIPSIS + text[-keep:] if cut_left else text[:keep] + ELLIPSIS
 
 
-def _split(cell: Cell) -> Tuple[str, Optional[str]]:
-    if isinstance(cell, tuple):
-        return (cell[0] or ""), cell[1]
-    return (cell or ""), None
-
-
 def column_widths(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -> List[int]:
     """Natural widths, then the cuttable columns shrunk (widest first) until the line fits."""
     widths = [len(c.header) for c in columns]
@@ -101,24 +95,32 @@ def column_widths(columns: Sequence[Column], rows: Sequence[Sequence[str]], widt
 def render_table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]],
                  width: int = DEFAULT_WIDTH, colour: bool = False) -> List[str]:
     """Header line plus one line per row, each at most ``width`` columns wide."""
-    split_rows = [[_split(cell) for cell in row] for row in rows]
-    texts = [[text for text, _ in row] for row in split_rows]
+    texts = [[cell[0] or "" if isinstance(cell, tuple) else cell or "" for cell in row] for row in rows]
     widths = column_widths(columns, texts, width)
     overflow = sum(widths) + len(GAP) * (len(columns) - 1) > width
     last = len(columns) - 1
+    layout = [(widths[i], column.align_right, column.cut_left, i == last) for i, column in enumerate(columns)]
+
+    def cells(row: Sequence[str]) -> List[str]:
+        out = []
+        for text, (size, right, cut_left, is_last) in zip(row, layout):
+            if len(text) > size:
+                text = fit(text, size, cut_left)
+            out.append(text if is_last else (text.rjust(size) if right else text.ljust(size)))
+        return out
+
+    headers = [c.header for c in columns]
+    plain = [GAP.join(cells(row)).rstrip() for row in [headers] + texts]
+    if overflow:  # even the minimum widths do not fit: cut the plain lines
+        return [line[:width] for line in plain]
+    if not colour:
+        return plain
+    tints = [["bold"] * len(columns)]
+    tints += [[cell[1] if isinstance(cell, tuple) else None for cell in row] for row in rows]
     lines = []
-    header = [(c.header, "bold") for c in columns]
-    for row in [header] + split_rows:
-        parts = []
-        for i, (text, tint) in enumerate(row):
-            cell = fit(text, widths[i], columns[i].cut_left)
-            if i < last:
-                cell = cell.rjust(widths[i]) if columns[i].align_right else cell.ljust(widths[i])
-            parts.append((cell, tint))
-        if overflow:  # even the minimum widths do not fit: cut the plain line
-            lines.append(GAP.join(p for p, _ in parts).rstrip()[:width])
-        else:
-            lines.append(GAP.join(_paint_padded(p, t, colour) for p, t in parts).rstrip())
+    for row, row_tints in zip([headers] + texts, tints):
+        padded = cells(row)
+        lines.append(GAP.join(_paint_padded(p, t, True) for p, t in zip(padded, row_tints)).rstrip())
     return lines
 
 
@@ -136,7 +138,9 @@ def terminal_width(stream: IO[str], default: int = DEFAULT_WIDTH) -> int:
     """The terminal's width when writing to one (at least 40), else ``default``."""
     try:
         if stream.isatty():
-            return max(40, os.get_terminal_size(stream.fileno()).columns)
+            import shutil  # $COLUMNS first, then the terminal; 0 (an unsized pty) -> default
+
+            return max(40, shutil.get_terminal_size((default, 24)).columns)
     except (AttributeError, ValueError, OSError):
         pass
     return default

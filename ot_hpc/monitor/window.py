@@ -28,17 +28,6 @@ class Window:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
 
 
-def parse_positive_number(text: str, what: str) -> float:
-    """A finite number > 0 (``7``, ``0.5``, ``1e1``); ValueError naming ``what`` otherwise."""
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"{what} must be a positive number, not {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{what} must be a positive number, not {text!r}")
-    return value
-
-
 def _number_text(value: float) -> str:
     return f"{value:g}"
 

@@ -188,7 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         host, _, port = args.wait_for.rpartition(":")
         if not wait_for_port(host, int(port), args.wait_timeout):
             if _stop_signal:
-                return EXIT_STOPPED
+                return 0  # asked to stop before Ray started
             say(node, f"the Ray head {args.wait_for} did not accept connections within {args.wait_timeout:g} s")
             return EXIT_HEAD_UNREACHABLE
     busy = busy_ports(parse_ports(args.check_ports))
@@ -197,7 +197,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         say(node, f"Ray ports already in use on this node by another process: {shown}")
         return EXIT_PORTS_BUSY
     if _stop_signal:
-        return EXIT_STOPPED
+        return 0
 
     marker = f"{os.environ.get(shutdown.MARKER_VAR, 'none')}:{node}:{os.getpid()}"
     env = dict(os.environ)

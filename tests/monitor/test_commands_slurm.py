@@ -357,6 +357,47 @@ def test_sfail_shows_exit_code_and_the_tail_of_an_out_log(jobs):
     assert all(len(line) <= 100 for line in result.stdout.splitlines())
 
 
+def _fake_command(tmp_path, name: str, stderr: str) -> dict:
+    """PATH with one Slurm command replaced by a script that fails with ``stderr``."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / name
+    script.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def test_sfail_without_accounting_falls_back_to_the_controller(jobs, tmp_path, monkeypatch):
+    """The controller is real; only accounting is made absent (sacct fails as it does
+    where AccountingStorageType=none). Our failed job ended minutes ago, within MinJobAge."""
+    for key, value in _fake_command(tmp_path, "sacct", "sacct: error: Slurm accounting storage is disabled").items():
+        monkeypatch.setenv(key, value)
+    result = run_cli("sfail", "--json", "--tail", "1", "--experiments-dir", jobs.exp)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("note: job accounting is not available")
+    document = json.loads(result.stdout)
+    assert document["source"] == "controller"
+    failed = jobs_by_id(document)[jobs.ids["fail"]]
+    assert failed["state"] == "FAILED" and failed["exit_code"] == 3 and failed["tail"] == ["failing-now"]
+    assert jobs.ids["complete"] not in jobs_by_id(document)
+    table = run_cli("sfail", "--experiments-dir", jobs.exp)
+    assert table.returncode == 0 and len(table.stderr.splitlines()) == 1
+    assert "(from controller)" in table.stdout.splitlines()[0]
+    assert lines_of(jobs.ids["fail"], table.stdout)[0].split()[2:4] == ["FAILED", "3"]
+
+
+def test_unreachable_controller_is_one_line_and_exit_1(tmp_path, monkeypatch):
+    for key, value in _fake_command(
+            tmp_path, "squeue", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)").items():
+        monkeypatch.setenv(key, value)
+    for command, args in (("status", []), ("scancelall", ["--name", PREFIX + "*", "--yes"]),
+                          ("rmlogs", ["--days", "1", "--experiments-dir", str(tmp_path)])):
+        result = run_cli(command, *args)
+        assert result.returncode == 1, (command, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+        assert "Traceback" not in result.stderr
+
+
 def test_scancelled(jobs):
     job = _wait_in_history("scancelled", jobs.ids["running"], "--hours", "1")
     assert job["state"] == "CANCELLED"

@@ -133,3 +133,28 @@ def test_view_is_frozen():
     except dataclasses.FrozenInstanceError:
         return
     raise AssertionError("JobView must be frozen")
+
+
+def test_watch_frames_redraw_in_place_on_a_terminal_only():
+    from ot_hpc.monitor.status import CLEAR_BELOW, HOME, frame_text
+
+    in_place = frame_text(["a", "b"], in_place=True, height=40)
+    assert in_place.startswith(HOME) and in_place.endswith(CLEAR_BELOW) and "a\x1b[K\n" in in_place
+    assert frame_text(["a", "b"], in_place=False) == "a\nb\n\n"
+    cut = frame_text([str(i) for i in range(100)], in_place=True, height=10)
+    assert cut.count("\n") == 9 and "92 more lines" in cut
+
+
+def test_watch_stops_cleanly_on_ctrl_c():
+    from ot_hpc.monitor.status import watch
+
+    out = io.StringIO()
+    calls = []
+
+    def sleep(seconds):
+        calls.append(seconds)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    assert watch(2.0, lambda: ["frame"], out, in_place=False, sleep=sleep) == 0
+    assert out.getvalue().count("frame") == 2 and calls == [2.0, 2.0]

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ot_hpc.monitor.window import make_window, parse_positive_number, parse_since
+from ot_hpc.monitor.options import parse_positive_number
+from ot_hpc.monitor.window import make_window, parse_since
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
