@@ -39,8 +39,9 @@ def body(argv: Optional[List[str]] = None) -> int:
         raise UsageError("--watch and --json do not go together: run --json in your own loop")
     scheduler = scheduler_from_args(args)
     user = args.user if args.user or args.account else options.current_user()
-    who = " and ".join(x for x in (user and f"user {user}" if args.account else user,
-                                   args.account and f"account {args.account}") if x)
+    who = user or ""
+    if args.account:
+        who = f"account {args.account}" + (f" and user {user}" if user else "")
     index = LogIndex(logs_dirs(experiments_dirs(args.experiments_dir)))
     show_user = bool(args.account)
 
