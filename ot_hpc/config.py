@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .clusters import Cluster
+from .monitor.dirs import DEFAULT_EXPERIMENTS_DIRNAME
 
 # --------------------------------------------------------------------------------------
 # The settings table
@@ -65,7 +66,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("TIME_LIMIT", "--time-limit", "duration", "time limit: MM, HH:MM:SS or "
             "D-HH:MM:SS", required=True, short="-t"),
     Setting("EXPERIMENTS_DIR", "--experiments-dir", "path", "where specs/ and logs/ go "
-            "(on the shared filesystem)", default="${HOME}/ot-hpc-experiments"),
+            "(on the shared filesystem)", default="${HOME}/" + DEFAULT_EXPERIMENTS_DIRNAME),
     Setting("MAX_RESTARTS", "--max-restarts", "int", "requeue the job at most N times on "
             "failure or preemption, resuming from the latest checkpoint", default="0"),
     Setting("HOLD", "--hold", "bool", "submit held (release with scontrol release <id>)",

@@ -33,6 +33,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .config import MergedConfig, Problem
 from .durations import format_minutes
+from .monitor.dirs import remember_experiments_dir
 from .paths import package_import_root
 from .predownload import (INSTALL_HINT, Download, PredownloadError, describe, fetch,  # noqa: F401
                           huggingface_hub_available, localized_overrides, plan_downloads,
@@ -319,6 +320,12 @@ def schedule(request: SubmissionRequest, scheduler: Scheduler,
         except OSError:
             pass
         raise
+    try:  # so ot-status/ot-sfail/ot-rmlogs find this directory without being told
+        remember_experiments_dir(request.spec.experiments_dir)
+    except OSError as exc:
+        if report:
+            report(f"warning: could not remember {request.spec.experiments_dir} for the "
+                   f"monitoring commands ({exc}); pass them --experiments-dir")
     return SubmittedJob(job_id, request.spec_path, request.log_path(job_id))
 
 

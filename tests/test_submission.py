@@ -48,7 +48,7 @@ class RecordingScheduler(Scheduler):
     def list_jobs(self, user=None, account=None, include_finished=False):
         return []
 
-    def list_finished_jobs(self, user, start, end):
+    def list_finished_jobs(self, user, start, end, states=None):
         return []
 
     def cancel(self, job_id):

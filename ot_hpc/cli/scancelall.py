@@ -68,12 +68,16 @@ def body(argv: Optional[List[str]] = None) -> int:
             options.write_lines(["Nothing cancelled."])
             return EXIT_OK
     cancelled, failed = [], []
-    for record in chosen:
-        try:
-            scheduler.cancel(record.job_id)
-            cancelled.append(record.job_id)
-        except SchedulerError as exc:
-            failed.append(f"job {record.job_id}: {exc}")
+    try:  # one request for all of them; on a refusal, retry one by one to name the culprits
+        scheduler.cancel_many(record.job_id for record in chosen)
+        cancelled = [record.job_id for record in chosen]
+    except SchedulerError:
+        for record in chosen:
+            try:
+                scheduler.cancel(record.job_id)
+                cancelled.append(record.job_id)
+            except SchedulerError as exc:
+                failed.append(f"job {record.job_id}: {exc}")
     if cancelled:
         options.write_lines([f"Cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
                              + " ".join(str(i) for i in cancelled)])

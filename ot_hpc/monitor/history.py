@@ -80,7 +80,7 @@ def select(records: Sequence[JobRecord], states: FrozenSet[JobState], window: Wi
 
 def fetch(scheduler: Scheduler, user: str, window: Window, states: FrozenSet[JobState]) -> History:
     try:
-        records = scheduler.list_finished_jobs(user, window.start, window.end)
+        records = scheduler.list_finished_jobs(user, window.start, window.end, states)
         return History(tuple(select(records, states, window)), SOURCE_ACCOUNTING, None)
     except AccountingUnavailable as exc:
         note = (f"note: job accounting is not available ({exc}); showing only the finished "

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 
 class JobState(str, enum.Enum):
@@ -181,14 +181,18 @@ class JobRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready dict (states by name, times as ISO 8601)."""
-        out = asdict(self)
+        """JSON-ready dict (states by name, times as ISO 8601). Built field by field:
+        ``dataclasses.asdict`` deep-copies and costs ~30 us a record (ot-status --json)."""
+        out = {name: getattr(self, name) for name in _RECORD_FIELDS}
         out["state"] = self.state.value
         for key in ("submit_time", "start_time", "end_time"):
-            value = getattr(self, key)
+            value = out[key]
             out[key] = value.isoformat() if value else None
         out["extra"] = dict(self.extra)
         return out
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(JobRecord))
 
 
 class SchedulerError(Exception):
@@ -232,14 +236,24 @@ class Scheduler(abc.ABC):
 
     @abc.abstractmethod
     def list_finished_jobs(
-        self, user: Optional[str], start: datetime, end: datetime
+        self,
+        user: Optional[str],
+        start: datetime,
+        end: datetime,
+        states: Optional[Iterable[JobState]] = None,
     ) -> List[JobRecord]:
-        """Allocations (no steps) from accounting that ended within [start, end], newest
-        first. ``user=None`` means every user. Raises AccountingUnavailable."""
+        """Allocations (no steps) from accounting that ended within [start, end] in one of
+        ``states`` (default: every finished state), newest first. ``user=None`` means
+        every user. Raises AccountingUnavailable."""
 
     @abc.abstractmethod
     def cancel(self, job_id: int) -> None:
         """Cancel a job; a job that is unknown or already finished is not an error."""
+
+    def cancel_many(self, job_ids: Iterable[int]) -> None:
+        """Cancel several jobs (backends may do it in one request)."""
+        for job_id in job_ids:
+            self.cancel(job_id)
 
     @abc.abstractmethod
     def requeue(self, job_id: int) -> None:

@@ -16,11 +16,12 @@ import shutil
 import subprocess
 import time
 from datetime import datetime
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..hostlist import expand_hostlist
 from ..durations import parse_duration_seconds, parse_slurm_timestamp, parse_time_limit_minutes
 from .base import (
+    FINISHED_STATES,
     AccountingUnavailable,
     ControllerUnreachable,
     JobRecord,
@@ -44,14 +45,28 @@ _UNREACHABLE_MARKERS = (
     "socket timed out",
     "zero bytes were transmitted or received",
 )
+# sacct talks to slurmdbd, not slurmctld: any of these means "no history here".
 _NO_ACCOUNTING_MARKERS = (
     "slurmdbd: no accounting storage",
     "accounting storage is disabled",
     "jobacct_storage_p_get_jobs",
     "problem talking to the database",
     "slurmdbd is not running",
+    "persistent connection",
     "connection refused",
 )
+# sacct's state codes (-s) for our finished states.
+SACCT_STATE_CODES = {
+    JobState.COMPLETED: "CD",
+    JobState.FAILED: "F",
+    JobState.CANCELLED: "CA",
+    JobState.TIMEOUT: "TO",
+    JobState.OUT_OF_MEMORY: "OOM",
+    JobState.NODE_FAIL: "NF",
+    JobState.BOOT_FAIL: "BF",
+    JobState.DEADLINE: "DL",
+    JobState.PREEMPTED: "PR",
+}
 _ALREADY_GONE_MARKERS = (
     "invalid job id specified",
     "job/step already completing or completed",
@@ -401,8 +416,10 @@ class CliScheduler(Scheduler):
         return path
 
     def _run(self, argv: List[str], stdin: Optional[str] = None,
-             env: Optional[Mapping[str, str]] = None) -> "subprocess.CompletedProcess[str]":
-        """Run a Slurm command; retry briefly while the controller is unreachable."""
+             env: Optional[Mapping[str, str]] = None,
+             retry_unreachable: bool = True) -> "subprocess.CompletedProcess[str]":
+        """Run a Slurm command; retry briefly while the controller is unreachable
+        (``retry_unreachable=False`` for sacct, which talks to slurmdbd instead)."""
         argv = [self._command(argv[0])] + argv[1:]
         for pause in (*RETRY_PAUSES_SECONDS, None):
             try:
@@ -413,7 +430,7 @@ class CliScheduler(Scheduler):
                     raise ControllerUnreachable(message)
                 self._sleep(pause)
                 continue
-            if result.returncode == 0 or not _looks_unreachable(result.stderr):
+            if result.returncode == 0 or not retry_unreachable or not _looks_unreachable(result.stderr):
                 return result
             if pause is None:
                 raise ControllerUnreachable(
@@ -479,7 +496,7 @@ class CliScheduler(Scheduler):
     def _sacct(self, selection: List[str]) -> List[JobRecord]:
         argv = ["sacct", "-X", "-n", "-P", f"--delimiter={DELIMITER}",
                 "-o", ",".join(SACCT_FIELDS), *selection]
-        result = self._run(argv)
+        result = self._run(argv, retry_unreachable=False)
         if result.returncode != 0:
             message = clean_slurm_message(result.stderr)
             if any(marker in message.lower() for marker in _NO_ACCOUNTING_MARKERS):
@@ -487,14 +504,23 @@ class CliScheduler(Scheduler):
             raise SchedulerError(message)
         return parse_sacct(result.stdout)
 
-    def list_finished_jobs(self, user: Optional[str], start: datetime, end: datetime) -> List[JobRecord]:
+    def list_finished_jobs(self, user: Optional[str], start: datetime, end: datetime,
+                           states: Optional[Iterable[JobState]] = None) -> List[JobRecord]:
+        wanted = frozenset(states) if states is not None else FINISHED_STATES
+        codes = sorted(SACCT_STATE_CODES[s] for s in wanted if s in SACCT_STATE_CODES)
+        if not codes:
+            return []
+        # With -s, sacct selects jobs that were in those states during [-S, -E] (it needs
+        # -E). Without it, sacct selects by eligibility and misses jobs cancelled while
+        # held: they never were eligible.
         window = ["-S", start.astimezone().strftime("%Y-%m-%dT%H:%M:%S"),
-                  "-E", end.astimezone().strftime("%Y-%m-%dT%H:%M:%S")]
+                  "-E", end.astimezone().strftime("%Y-%m-%dT%H:%M:%S"),
+                  "-s", ",".join(codes)]
         who = ["-u", user] if user else ["-a"]
         records = self._sacct([*who, *window])
         finished = [
             r for r in records
-            if r.state.is_finished and r.end_time is not None and start <= r.end_time <= end
+            if r.state in wanted and r.end_time is not None and start <= r.end_time <= end
             and (user is None or r.user == user)
         ]
         finished.sort(key=lambda r: (r.end_time, r.job_id), reverse=True)
@@ -510,6 +536,12 @@ class CliScheduler(Scheduler):
 
     def cancel(self, job_id: int) -> None:
         self._control(["scancel", str(int(job_id))])
+
+    def cancel_many(self, job_ids: Iterable[int]) -> None:
+        """One scancel for up to 500 ids at a time (not one process per job)."""
+        ids = [str(int(job_id)) for job_id in job_ids]
+        for first in range(0, len(ids), 500):
+            self._control(["scancel", *ids[first:first + 500]])
 
     def requeue(self, job_id: int) -> None:
         result = self._run(["scontrol", "requeue", str(int(job_id))])

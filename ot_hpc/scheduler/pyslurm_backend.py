@@ -478,7 +478,9 @@ class PyslurmScheduler(Scheduler):
         records.sort(key=lambda r: r.job_id)
         return records
 
-    def list_finished_jobs(self, user: Optional[str], start: datetime, end: datetime) -> List[JobRecord]:
+    def list_finished_jobs(self, user: Optional[str], start: datetime, end: datetime,
+                           states: Optional[Iterable[JobState]] = None) -> List[JobRecord]:
+        wanted = frozenset(states) if states is not None else None
         start_aware = start if start.tzinfo else start.astimezone()
         end_aware = end if end.tzinfo else end.astimezone()
         # No state filter exists, and users=[...] silently drops uid 0 (root would see
@@ -493,6 +495,8 @@ class PyslurmScheduler(Scheduler):
                 continue
             record = record_from_db_job(job)
             if not record.state.is_finished or record.end_time is None:
+                continue
+            if wanted is not None and record.state not in wanted:
                 continue
             if not (start_aware <= record.end_time <= end_aware):
                 continue

@@ -65,7 +65,7 @@ class NoAccounting:
         self.remembered = remembered
         self.calls = []
 
-    def list_finished_jobs(self, user, start, end):
+    def list_finished_jobs(self, user, start, end, states=None):
         self.calls.append("sacct")
         raise AccountingUnavailable("job accounting is not available: slurmdbd is not running")
 

@@ -407,10 +407,6 @@ def test_scancelled(jobs):
     assert not lines_of(jobs.ids["fail"], result.stdout)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "scheduler/cli.py list_finished_jobs runs sacct -S/-E without -s, which selects jobs by "
-    "eligibility: a job cancelled while held never was eligible, so accounting omits it. "
-    "Fix there: pass -s with the finished states (sacct then selects by state in the window)."))
 def test_scancelled_lists_jobs_cancelled_while_held(jobs):
     _wait_in_history("scancelled", jobs.ids["running"], "--hours", "1")
     result = run_cli("scancelled", "--json", "--hours", "1")

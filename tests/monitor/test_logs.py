@@ -70,3 +70,14 @@ def test_experiments_dirs_order(monkeypatch):
     assert experiments_dirs(None, env) == ["/a", "/home/u/b"]
     assert experiments_dirs(None, {"HOME": "/home/u"}) == ["/home/u/ot-hpc-experiments"]
     assert DEFAULT_EXPERIMENTS_DIR.endswith("ot-hpc-experiments")
+
+
+def test_submitted_experiments_dirs_are_remembered(tmp_path):
+    from ot_hpc.monitor.dirs import remember_experiments_dir
+
+    env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    remember_experiments_dir(str(tmp_path / "scratch" / "exp"), env)
+    remember_experiments_dir(str(tmp_path / "scratch" / "exp"), env)  # once only
+    assert experiments_dirs(None, env) == [str(tmp_path / "scratch" / "exp"),
+                                           str(tmp_path / "home" / "ot-hpc-experiments")]
+    assert experiments_dirs(["/given"], env) == ["/given"]
