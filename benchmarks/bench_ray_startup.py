@@ -9,8 +9,9 @@ commands (ports, temp dirs, node IPs, CPUs/GPUs), only the orchestration differs
 - limit:      head; every worker launched the moment the head's GCS port accepts
               connections; readiness polled from the GCS every 0.2 s
 - runner:     ``python -m ot_hpc.runner`` (its "Ray ready on all N nodes" log line)
-- runner-nofork (optional): the runner with OT_HPC_NODE_AGENT_FORK=0 (workers run the
-              ``ray`` command instead of a Ray-preloaded fork of the node agent)
+- runner-nofork (optional): the runner with OT_HPC_NODE_AGENT_FORK=0 (on separate hosts
+              workers preload Ray while the head starts; the local cluster's nodes share
+              one host, where the runner already turns the preload off)
 
 For legacy/documented, "ready" is when the script declares it (end of its sleeps), as the
 legacy launcher did. Prints seconds and ratios; target: runner <= 1.3x limit, growing by
@@ -172,12 +173,17 @@ def main() -> int:
                 samples.setdefault((recipe, nodes), []).append(seconds)
                 print(f"  {recipe:<10} N={nodes}: {seconds:6.2f} s", flush=True)
     results = {key: statistics.median(values) for key, values in samples.items()}
+    if args.repeat > 1:
+        print("\nbest of each (least disturbed by other load on the machine):")
+        for nodes in counts:
+            print(f"N={nodes}  " + "  ".join(f"{r} {min(samples[(r, nodes)]):.2f}" for r in recipes))
+        print("medians below")
     print()
     print("seconds to 'Ray ready on all N nodes' (from the batch script's first line)")
-    print("N   " + "".join(f"{r:>12}" for r in recipes)
+    print("N   " + "".join(f"{r:>14}" for r in recipes)
           + ("   runner/limit  legacy/runner" if {"runner", "limit", "legacy"} <= set(recipes) else ""))
     for nodes in counts:
-        row = f"{nodes:<4}" + "".join(f"{results[(r, nodes)]:12.2f}" for r in recipes)
+        row = f"{nodes:<4}" + "".join(f"{results[(r, nodes)]:14.2f}" for r in recipes)
         if {"runner", "limit", "legacy"} <= set(recipes):
             row += f"   {results[('runner', nodes)] / results[('limit', nodes)]:10.2f}x"
             row += f"   {results[('legacy', nodes)] / results[('runner', nodes)]:10.1f}x"

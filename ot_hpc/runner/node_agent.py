@@ -174,6 +174,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--wait-timeout", type=float, default=300.0)
     parser.add_argument("--check-ports", default="")
     parser.add_argument("--grace", type=float, default=1.0)
+    parser.add_argument("--no-preimport", action="store_true",
+                        help="run the ray command instead of a Ray-preloaded fork (nodes that share "
+                             "a host with the head: the preload would slow the head down)")
     parser.add_argument("ray_argv", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     ray_argv = [a for a in args.ray_argv if a != "--"] if args.ray_argv[:1] == ["--"] else args.ray_argv
@@ -183,7 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(sig, _on_signal)
 
     node = args.node
-    ray_main = preimport_ray() if args.wait_for else None
+    ray_main = preimport_ray() if args.wait_for and not args.no_preimport else None
     if args.wait_for:
         host, _, port = args.wait_for.rpartition(":")
         if not wait_for_port(host, int(port), args.wait_timeout):

@@ -190,6 +190,8 @@ class RayCluster:
                 "--wait-timeout", str(self.join_timeout)]
         if wait_for:
             argv += ["--wait-for", wait_for]
+            if self.shared_host:
+                argv.append("--no-preimport")
         if not self.shared_host and node.index > 0:
             ports = self.plan.node(node.index)
             argv += ["--check-ports", f"{ports.node_manager}-{ports.runtime_env_agent},"

@@ -211,6 +211,9 @@ def _age(path: str, days: float) -> None:
 
 
 def test_rmlogs_keeps_active_jobs_and_never_follows_links(jobs, tmp_path):
+    # The short jobs write their logs when they start: let them finish before listing.
+    jobs.wait_state("complete", {JobState.COMPLETED})
+    jobs.wait_state("fail", {JobState.FAILED})
     logs, specs = os.path.join(jobs.exp, "logs"), os.path.join(jobs.exp, "specs")
     outside = tmp_path / "outside.log"
     outside.write_text("not ours")
