@@ -35,14 +35,25 @@ def parse_host_port(text: str, default_port: int = 443) -> Tuple[str, int]:
 
 
 def probe_tcp(host: str, port: int, timeout: float = 3.0) -> Optional[str]:
-    """None when a TCP connection opens, else one line saying why not."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except socket.timeout:
-        return f"no answer from {host}:{port} within {timeout:g} s"
-    except OSError as exc:
-        return f"{host}:{port}: {exc.strerror or exc}"
+    """None when a TCP connection opens, else one line saying why not. The whole probe,
+    name resolution included (which ignores socket timeouts), ends within ``timeout``."""
+    result: List[Optional[str]] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(None)
+        except socket.timeout:
+            result.append(f"no answer from {host}:{port} within {timeout:g} s")
+        except OSError as exc:
+            result.append(f"{host}:{port}: {exc.strerror or exc}")
+
+    thread = threading.Thread(target=attempt, name="egress-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result:
+        return f"no answer from {host}:{port} within {timeout:g} s (name resolution or connect)"
+    return result[0]
 
 
 def socks5_handshake(host: str, port: int, timeout: float = 2.0) -> bool:
