@@ -176,6 +176,7 @@ def build_from_job(job: ValidatedJob, environ: Mapping[str, str],
         signal_seconds_before_end=seconds,
         signal_batch_only=True,
         requeue=job.max_restarts > 0,
+        append_output=job.max_restarts > 0,  # every run of a requeued job in one log
         hold=job.hold,
     )
     return SubmissionRequest(job, request, spec, spec_path, log_pattern, tuple(warnings),

@@ -104,7 +104,7 @@ def test_submit_kwargs_maps_every_field():
         cpus_per_task=4, gpus_per_node=4, memory_per_node_mb=8000, partition="gpu",
         account="proj", qos="high", exclude_nodes=("n3", "n4"), output_path="/logs/%x-%j.out",
         working_directory="/work", signal_name="USR2", signal_seconds_before_end=300,
-        requeue=True, hold=True,
+        requeue=True, append_output=True, hold=True,
     )
     assert pb.submit_kwargs(request) == {
         "name": "unit-job",
@@ -115,6 +115,7 @@ def test_submit_kwargs_maps_every_field():
         "time_limit": 30,
         "environment": {"PATH": "/usr/bin:/bin", "MARK": "given"},
         "is_requeueable": True,
+        "log_files_open_mode": "append",
         "cpus_per_task": 4,
         "gres_per_node": "gpu:4",
         "memory_per_node": 8000,

@@ -211,9 +211,10 @@ def _request(**changes):
 def test_sbatch_arguments():
     args = sbatch_arguments(_request(gpus_per_node=4, partition="gpu", exclude_nodes=("n3", "n4"),
                                      signal_name="USR2", signal_seconds_before_end=300, requeue=True,
-                                     hold=True, qos="normal"))
+                                     hold=True, qos="normal", append_output=True))
     assert "--nodes=2" in args and "--ntasks=2" in args and "--ntasks-per-node=1" in args
     assert "--gres=gpu:4" in args and "--exclude=n3,n4" in args and "--signal=B:USR2@300" in args
+    assert "--open-mode=append" in args and "--open-mode=append" not in sbatch_arguments(_request())
     assert "--requeue" in args and "--hold" in args and "--qos=normal" in args and "--time=30" in args
 
 

@@ -20,6 +20,8 @@ DESCRIPTION = (
 
 def build_parser():
     parser = make_parser("ot-status", DESCRIPTION)
+    parser.add_argument("job_ids", nargs="*", type=options.job_id, metavar="JOBID",
+                        help="only these jobs (any user's; finished ones are looked up too)")
     parser.add_argument("--user", default=None, help="whose jobs (default: you; with --account: everyone's)")
     parser.add_argument("--account", "-A", default=None,
                         help="the jobs of this Slurm account (your team's), like the old sqteam")
@@ -38,15 +40,29 @@ def body(argv: Optional[List[str]] = None) -> int:
     if args.watch is not None and args.json:
         raise UsageError("--watch and --json do not go together: run --json in your own loop")
     scheduler = scheduler_from_args(args)
-    user = args.user if args.user or args.account else options.current_user()
+    wanted = set(args.job_ids)
+    user = args.user if args.user or args.account or wanted else options.current_user()
     who = user or ""
     if args.account:
         who = f"account {args.account}" + (f" and user {user}" if user else "")
+    if wanted:
+        who = "those asked for (" + ", ".join(str(i) for i in sorted(wanted)) + ")"
     index = LogIndex(logs_dirs(experiments_dirs(args.experiments_dir)))
     show_user = bool(args.account)
 
+    def records():
+        found = scheduler.list_jobs(user=user, account=args.account)
+        if not wanted:
+            return found
+        found = [r for r in found if r.job_id in wanted]
+        for job_id in sorted(wanted - {r.job_id for r in found}):  # finished: controller or history
+            record = scheduler.get_job(job_id)
+            if record is not None:
+                found.append(record)
+        return found
+
     def views():
-        return gather(scheduler.list_jobs(user=user, account=args.account), args.tail, index)
+        return gather(records(), args.tail, index)
 
     if args.json:
         options.write_json(json_document(views(), user, args.account, bool(args.tail)))

@@ -89,3 +89,14 @@ def write_json(data, stream=None) -> None:
     import json
 
     write_lines([json.dumps(data, sort_keys=False)], stream)
+
+
+def job_id(text: str) -> int:
+    """argparse type for a Slurm job id (a positive whole number)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"job id must be a positive whole number, not {text!r}")
+    return value

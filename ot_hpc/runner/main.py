@@ -357,29 +357,12 @@ class Runner:
                           message=message if not decision else f"{message}; requeued")
         self.log.line("runner", f"exit {code}; timings: {self.log.summary()}" + (f"; {message}" if message else ""))
         if decision:
-            self.preserve_log()
             try:
                 requeue.requeue(self.job.job_id)
                 self.log.line("runner", "requeued: Slurm will run this job again under the same id")
             except Exception as exc:
                 self.log.line("runner", f"requeue failed: {exc}")
         return code
-
-    def preserve_log(self) -> None:
-        """Slurm truncates the log when the job runs again: keep this run's copy."""
-        path = self.spec.log_path(self.job.job_id)
-        try:
-            same = os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path))
-        except (OSError, ValueError, AttributeError):
-            same = False
-        if not same:
-            return
-        copy = path[: -len(".log")] + f".run{self.job.restart_count}.log"
-        try:
-            shutil.copyfile(path, copy)
-            self.log.line("runner", f"this run's log kept as {copy}")
-        except OSError as exc:
-            self.log.line("runner", f"WARNING: cannot keep this run's log: {exc.strerror}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

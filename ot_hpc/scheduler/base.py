@@ -131,6 +131,9 @@ class JobRequest:
     signal_seconds_before_end: int = 0
     signal_batch_only: bool = True  # deliver to the batch script only ("B:" in Slurm)
     requeue: bool = False
+    # Append to the output file instead of truncating it: a requeued job keeps the log of
+    # its earlier runs (Slurm truncates by default when the job starts again).
+    append_output: bool = False
     hold: bool = False  # submit held (priority 0): stays PENDING until released
 
     def __post_init__(self) -> None:

@@ -362,6 +362,8 @@ def sbatch_arguments(request: JobRequest) -> List[str]:
     if request.signal_spec:
         args.append(f"--signal={request.signal_spec}")
     args.append("--requeue" if request.requeue else "--no-requeue")
+    if request.append_output:
+        args.append("--open-mode=append")
     if request.hold:
         args.append("--hold")
     return args

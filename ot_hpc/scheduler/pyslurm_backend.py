@@ -190,6 +190,8 @@ def submit_kwargs(request: JobRequest) -> Dict[str, Any]:
         # string other than "ALL" makes slurmd load the user's login environment.
         "environment": environment or dict(EMPTY_ENVIRONMENT_MARKER),
         "is_requeueable": bool(request.requeue),
+        # submission.pyx _set_open_mode: "append" or "truncate" (sbatch --open-mode).
+        "log_files_open_mode": "append" if request.append_output else "truncate",
     }
     if request.cpus_per_task:
         kwargs["cpus_per_task"] = int(request.cpus_per_task)

@@ -159,7 +159,8 @@ def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max
         script=f"#!/bin/bash\nexec {sys.executable} -m ot_hpc.runner {spec_path}\n",
         name=spec.job_name, nodes=nodes, time_limit_minutes=time_limit, environment=batch_env,
         cpus_per_task=1, gpus_per_node=gpus, output_path=os.path.join(spec.logs_dir, f"{spec.job_name}_%j.log"),
-        working_directory=experiments, requeue=max_restarts > 0, signal_name="USR2",
+        working_directory=experiments, requeue=max_restarts > 0, append_output=max_restarts > 0,
+        signal_name="USR2",
         signal_seconds_before_end=60,
     )
     return Job(get_scheduler("cli").submit(request), spec)
@@ -312,11 +313,10 @@ def test_requeue_runs_twice_then_stops(experiments):
     assert record.state == JobState.FAILED, text[-3000:]
     assert record.exit_code == 5
     assert record.restart_count == 1
-    first_run = job.log_path[: -len(".log")] + ".run0.log"
-    with open(first_run) as handle:
-        first = handle.read()
-    assert "requeueing: failure, restart 1 of 1 next" in first
-    assert "restart 1 of 1" in text and "not requeueing: failure, all 1 restart(s) used" in text
+    # One log holds both runs (submitted with --open-mode=append), in order.
+    first, _, second = text.partition("requeueing: failure, restart 1 of 1 next")
+    assert second, text[-3000:]
+    assert "restart 1 of 1" in second and "not requeueing: failure, all 1 restart(s) used" in second
     state = job.state()
     assert state.restart_count == 1 and state.phase == "failed"
     assert_clean(job)

@@ -51,7 +51,7 @@ _TRANSLATED = frozenset({
     "time_limit", "time_limit_min", "cpus_per_task", "gres_per_node", "gpus", "ntasks",
     "ntasks_per_node", "signal", "standard_in", "standard_output", "standard_error",
     "get_user_environment", "comment", "nice", "wckey", "begin_time", "dependencies",
-    "kill_on_node_fail", "overcommit",
+    "kill_on_node_fail", "overcommit", "log_files_open_mode",
 })
 
 
@@ -196,6 +196,10 @@ class JobSubmitDescription:
             opts.append("--no-kill" if not kill else "--no-kill=off")
         if self.overcommit:
             opts.append("--overcommit")
+        # submission.pyx _set_open_mode: only "append"/"truncate" change anything.
+        mode = str(self.log_files_open_mode or "").lower()
+        if mode in ("append", "truncate"):
+            opts.append(f"--open-mode={mode}")
         # nodes, script, environment (not is_update)
         nmin, nmax = _parse_nodes(self.nodes)
         flag("nodes", f"{nmin}-{nmax}" if nmax != nmin else nmin)
