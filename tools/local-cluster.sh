@@ -274,6 +274,9 @@ SlurmctldPort=$CTLD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# Job credentials live 30 s instead of 120 s; a requeued job waits that long before it
+# may start again (Slurm's rule), so the requeue path is quick to try here.
+AuthInfo=cred_expire=30
 MpiDefault=none
 MailProg=/bin/true
 StateSaveLocation=$DATA_DIR/slurmctld
