@@ -50,7 +50,7 @@ class Setting:
     choices: Tuple[str, ...] = ()
     required: bool = False
     short: Optional[str] = None  # e.g. "-N"
-    group: str = "job"  # job | slurm | trainer | environment | tunnel
+    group: str = "job"  # job | slurm | trainer | upload | environment | tunnel
 
 
 SETTINGS: Tuple[Setting, ...] = (
@@ -113,6 +113,17 @@ SETTINGS: Tuple[Setting, ...] = (
             "submitting, and give SkyRL the local snapshots (auto: when the cluster's compute "
             "nodes have no internet; never on --dry-run)", default="auto",
             choices=("auto", "true", "false"), group="trainer"),
+    # --- upload of the final policy (the runner, after the trainer exited 0) -------------
+    Setting("UPLOAD_REPO", "--upload-repo", "str", "Hugging Face model repo (org/name) the "
+            "runner uploads the final policy's HF-format files to after a successful run, "
+            "with HF_TOKEN from the secret env file (empty: no upload)", group="upload"),
+    Setting("UPLOAD_PRIVATE", "--upload-private", "bool", "create UPLOAD_REPO as a private "
+            "repo (UPLOAD_PRIVATE=false in the job config for a public one)", default="true",
+            group="upload"),
+    Setting("UPLOAD_PATH", "--upload-path", "str", "directory to upload from: a model "
+            "directory, or an export directory whose latest global_step_<N>/policy is taken "
+            "(default: trainer.export_path, which needs trainer.hf_save_interval>0)",
+            group="upload"),
     # --- environment ------------------------------------------------------------------
     Setting("SECRET_ENV_PATH", "--secret-env", "path", "secret env file (HF_TOKEN, "
             "WANDB_API_KEY, ...), read by the runner on the compute node only",

@@ -60,6 +60,12 @@ class JobSpec:
     time_limit_minutes: Optional[int] = None
     restart_signal: str = "USR2"  # what Slurm sends (--signal=B:USR2@N) before the end
     created_at: Optional[str] = None  # UTC ISO 8601, when ot-submit built the spec
+    # --- upload of the final policy (ot_hpc.upload); all optional ---
+    upload_repo: Optional[str] = None  # HF repo id org/name; None: no upload
+    upload_private: bool = True
+    # Model directory, or export directory whose latest global_step_<N>/policy is taken;
+    # may hold ${HOME} (expanded on the compute node). None: SkyRL's default export path.
+    upload_path: Optional[str] = None
 
     @property
     def logs_dir(self) -> str:

@@ -153,6 +153,9 @@ def build_from_job(job: ValidatedJob, environ: Mapping[str, str],
         time_limit_minutes=job.time_limit_minutes,
         restart_signal=RESTART_SIGNAL,
         created_at=job.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        upload_repo=job.upload_repo,
+        upload_private=job.upload_private,
+        upload_path=job.upload_path if job.upload_repo else None,
     )
     log_pattern = os.path.join(spec.logs_dir, f"{job.job_name}_%j.log")
     seconds = signal_seconds(job)
@@ -252,6 +255,17 @@ def predownload_lines(request: SubmissionRequest) -> List[str]:
     return out
 
 
+def upload_lines(request: SubmissionRequest) -> List[str]:
+    """Comment lines: the upload the runner would do after a successful run (UPLOAD_REPO)."""
+    spec = request.spec
+    if not spec.upload_repo:
+        return []
+    from .upload import SKYRL_DEFAULT_EXPORT, describe_plan
+
+    return ["#", "# Upload (UPLOAD_REPO): " + describe_plan(
+        spec.upload_repo, spec.upload_private, spec.upload_path or SKYRL_DEFAULT_EXPORT)]
+
+
 def dryrun(request: SubmissionRequest) -> str:
     """Exactly what ``schedule`` would write and submit, as text. Touches nothing: planned
     downloads are shown (with the snapshot paths they would give), not done."""
@@ -269,6 +283,7 @@ def dryrun(request: SubmissionRequest) -> str:
     for key in sorted(jr.environment):
         out.append(f"#   {key}={shlex.quote(jr.environment[key])}")
     out.extend(planned)
+    out.extend(upload_lines(request))
     out.append("#")
     out.extend(script_lines[1:])
     out.append("#")

@@ -94,6 +94,10 @@ class ValidatedJob:
     mapped_values: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
     # The HF hub cache the login-node pre-download uses (None: nothing to download).
     hub_cache: Optional[str] = None
+    # UPLOAD_*: see ot_hpc.upload (upload_path: where the runner looks for the export).
+    upload_repo: Optional[str] = None
+    upload_private: bool = True
+    upload_path: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -376,6 +380,86 @@ def _skyrl_rules(checker: _Checker, overrides: Mapping[str, Override], num_nodes
                 "add WANDB_API_KEY=... to that file (or trainer.logger=console)", src("trainer.logger")))
 
 
+def _python_imports(python: Optional[str], modules: Sequence[str]) -> Optional[Dict[str, bool]]:
+    """Which of ``modules`` import with ``python`` (None when that cannot be told)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if not python:
+        return None
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        found = {}
+        for name in modules:
+            try:
+                found[name] = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):
+                found[name] = False
+        return found
+    code = ("import importlib.util as u, sys\n"
+            "for m in sys.argv[1:]: print(m, u.find_spec(m) is not None)")
+    try:
+        done = subprocess.run([python, "-c", code, *modules], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    found = {}
+    for line in done.stdout.splitlines():
+        name, _, value = line.partition(" ")
+        found[name] = value.strip() == "True"
+    return found if set(found) == set(modules) else None
+
+
+def _check_upload(checker: _Checker, cluster: Cluster, python: Optional[str], is_skyrl: bool,
+                  overrides: Sequence[Override], secret_path: Optional[str],
+                  secret_keys: Optional[List[str]]) -> Tuple[Optional[str], bool, Optional[str]]:
+    """UPLOAD_REPO/UPLOAD_PRIVATE/UPLOAD_PATH -> (repo, private, path to search on the node)."""
+    from . import upload
+
+    private = checker.boolean("UPLOAD_PRIVATE")
+    repo = checker.value("UPLOAD_REPO")
+    path = checker.value("UPLOAD_PATH")
+    if repo is None:
+        return None, True if private is None else private, None
+    why = upload.repo_id_problem(repo)
+    if why:
+        checker.problem("UPLOAD_REPO", why, "write org/name, e.g. my-org/qwen-gsm8k-grpo")
+    if secret_path is None and checker.value("SECRET_ENV_PATH") is None:
+        checker.problem("UPLOAD_REPO", "needs HF_TOKEN but no secret env file is set",
+                        "set SECRET_ENV_PATH to a file holding HF_TOKEN (with write access to "
+                        f"{repo.split('/')[0]}), or unset UPLOAD_REPO")
+    elif secret_keys is not None and upload.TOKEN_KEY not in secret_keys:
+        checker.problem("UPLOAD_REPO", f"needs HF_TOKEN but {secret_path} has no HF_TOKEN",
+                        "add HF_TOKEN=... (a write token) to that file, or unset UPLOAD_REPO")
+    overrides_text = [o.text for o in overrides]
+    if path is not None:
+        if not (os.path.isabs(path) or path.startswith(("~", "$"))):
+            checker.problem("UPLOAD_PATH", "is not an absolute path",
+                            "give the export (or model) directory as an absolute path")
+    elif is_skyrl:
+        interval = upload.hf_save_interval(overrides_text)
+        number = _int_of(interval) if interval is not None else None
+        if number is None or number <= 0:
+            checker.problem("UPLOAD_REPO", "uploads SkyRL's HF export, but SkyRL writes none "
+                            f"(trainer.hf_save_interval={interval or '-1 (SkyRL default)'})",
+                            "add trainer.hf_save_interval=<steps> (the final model is exported at "
+                            "the end too), or set UPLOAD_PATH to a model directory", value=repo)
+        path = upload.default_upload_path(overrides_text)
+    else:
+        path = upload.default_upload_path(overrides_text)
+    found = _python_imports(python, ("huggingface_hub", "socksio"))
+    if found is not None and not found.get("huggingface_hub"):
+        checker.problem("UPLOAD_REPO", f"the runner's Python {python} cannot import huggingface_hub",
+                        upload.INSTALL_HINT, value=repo)
+    elif found is not None and not found.get("socksio") and not cluster.compute_has_internet:
+        checker.warnings.append(
+            f"UPLOAD_REPO={repo}: {cluster.name} compute nodes reach the Hub through the SOCKS "
+            f"tunnel, and {python} cannot import socksio; {upload.SOCKS_HINT}")
+    return repo, True if private is None else private, path
+
+
 def validate(
     config: MergedConfig,
     now: Optional[datetime] = None,
@@ -574,6 +658,10 @@ def validate(
         _skyrl_rules(checker, _override_map(overrides), num_nodes, gpus_per_node, secret_keys,
                      secret_path, environment)
 
+    # --- upload of the final policy ---------------------------------------------------
+    upload_repo, upload_private, upload_path = _check_upload(
+        checker, cluster, python, is_skyrl, overrides, secret_path, secret_keys)
+
     # --- SkyRL's real Hydra config ----------------------------------------------------
     if run_skyrl_check and is_skyrl and skyrl_check_mode != "false" and trainer_python:
         from . import skyrl_check
@@ -643,6 +731,9 @@ def validate(
         created_at=now,
         mapped_values=mapped_values,
         hub_cache=hub_cache,
+        upload_repo=upload_repo,
+        upload_private=upload_private,
+        upload_path=upload_path,
     )
     return ValidationResult(job, (), tuple(checker.warnings))
 

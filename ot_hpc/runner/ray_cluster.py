@@ -120,6 +120,17 @@ def _exit_code(proc) -> Optional[int]:
     return 128 - code if code < 0 else code
 
 
+# `ray start` prints a how-to banner at INFO level ("Next steps", "To terminate the Ray
+# runtime, run ray stop", ...) from these modules; it says nothing about this job.
+_RAY_BANNER = re.compile(r"\s(INFO|SUCC)\s+(scripts|cli_output_helpers|usage_lib)\.py:\d+ -- ")
+_RAY_BANNER_KEEP = ("Local node IP", "Ray runtime started")
+
+
+def is_ray_banner(line: str) -> bool:
+    """True for the informational lines of Ray's start-up banner (warnings never are)."""
+    return bool(_RAY_BANNER.search(line)) and not any(keep in line for keep in _RAY_BANNER_KEEP)
+
+
 class RayCluster:
     def __init__(
         self,
@@ -174,6 +185,8 @@ class RayCluster:
 
     # ---- processes -------------------------------------------------------------------
     def _sink(self, node: str):
+        """Ray's output into the job log, less its generic start-up banner (every line,
+        banner included, still goes to the tail kept for error messages)."""
         tag = f"ray:{node}"
         tail = self.tail[node]
 
@@ -181,7 +194,8 @@ class RayCluster:
             for piece in str(line).splitlines():
                 if piece.strip():
                     tail.append(piece.strip())
-                    self.log.line(tag, piece)
+                    if not is_ray_banner(piece):
+                        self.log.line(tag, piece)
 
         return write
 

@@ -87,3 +87,15 @@ def test_choose_plan_skips_locked_and_busy_blocks(tmp_path):
     plan, lock, _ = choose_plan("31337", 2, True, lock_dir=str(tmp_path))
     lock.release()
     assert plan.base == first.base
+
+
+def test_ray_banner_lines_are_recognised():
+    from ot_hpc.runner.ray_cluster import is_ray_banner
+
+    assert is_ray_banner("2026-11-28 22:06:44,342\tINFO scripts.py:1088 -- Next steps")
+    assert is_ray_banner("2026-11-28 22:06:44,342\tSUCC scripts.py:1084 -- --------------------")
+    assert is_ray_banner("2026-11-28 22:06:40,726\tINFO usage_lib.py:448 -- Usage stats collection is disabled.")
+    assert not is_ray_banner("2026-11-28 22:06:44,342\tSUCC scripts.py:1085 -- Ray runtime started.")
+    assert not is_ray_banner("2026-11-28 22:06:40,726\tINFO scripts.py:1043 -- Local node IP: 127.0.0.2")
+    assert not is_ray_banner("2026-11-28 22:06:40,726\tWARNING authentication_token_setup.py:73 -- Token authentication is disabled")
+    assert not is_ray_banner("2026-11-28 22:06:48,550\tINFO node.py:698 -- Node f02 received SIGTERM.")
