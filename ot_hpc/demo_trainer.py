@@ -13,6 +13,9 @@ like SkyRL's own ``trainer.*`` overrides):
   the tunnel in between)
 - ``demo.sleep_seconds=S``: then sleep
 - ``demo.print_env=A,B``: print those variables (the job log must show secrets redacted)
+- ``demo.export_dir=PATH``: write a tiny fake SkyRL HF export at the end,
+  ``PATH/global_step_<demo.export_step, default 1>/policy/`` (config.json, model.safetensors,
+  tokenizer.json, plus an FSDP shard that must never be uploaded)
 - ``demo.exit_code=N``: exit with N (default 0); ``demo.fail_on_restart=false`` exits 0
   from the second run on (``$SLURM_RESTART_COUNT`` > 0)
 """
@@ -155,6 +158,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if sleep > 0:
         say(f"sleeping {sleep:g} s")
         time.sleep(sleep)
+    export = demo.get("export_dir")
+    if export:
+        policy = os.path.join(export, f"global_step_{int(demo.get('export_step', '1'))}", "policy")
+        os.makedirs(policy, exist_ok=True)
+        for name, content in (("config.json", '{"model_type": "demo"}'), ("model.safetensors", "demo"),
+                              ("tokenizer.json", "{}"), ("model_world_size_1_rank_0.pt", "shard")):
+            with open(os.path.join(policy, name), "w") as handle:
+                handle.write(content)
+        say(f"exported a fake HF model to {policy}")
     say(f"exiting with code {exit_code}")
     return exit_code
 

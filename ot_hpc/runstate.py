@@ -14,7 +14,8 @@ from typing import Any, Dict, Mapping, Optional
 STATE_SUFFIX = ".state.json"
 
 # Phases in the order the runner goes through them.
-PHASES = ("starting", "environment", "egress", "ray", "training", "shutdown", "done", "failed")
+PHASES = ("starting", "environment", "egress", "ray", "training", "upload", "shutdown", "done",
+          "failed")
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import replace
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -29,6 +26,7 @@ from ot_hpc.predownload import Download, PredownloadError, classify_value, parse
 from ot_hpc.spec import read_spec
 from ot_hpc.validate import validate
 
+from .fakehub import FakeHub
 from .test_submission import RecordingScheduler
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,87 +41,6 @@ HUB_REPOS = {
         "data/train.parquet": b"PAR1", "README.md": b"# tiny"}},
     ("model", "org/gated-model"): {"sha": "3" * 40, "gated": True, "files": {}},
 }
-
-
-# --------------------------------------------------------------------------------------
-# A fake Hub on 127.0.0.1
-# --------------------------------------------------------------------------------------
-
-
-class FakeHub:
-    """Serves GET /api/{models,datasets}/<id>/revision/<rev>, .../tree/<sha>, and HEAD/GET
-    [/datasets]/<id>/resolve/<sha>/<file>; records (method, path, authorization)."""
-
-    def __init__(self, repos):
-        self.repos = repos
-        self.requests = []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                hub.answer(self, body=True)
-
-            def do_HEAD(self):
-                hub.answer(self, body=False)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    @staticmethod
-    def send(handler, status, payload=b"", headers=(), body=True, ctype="application/json"):
-        handler.send_response(status)
-        handler.send_header("Content-Type", ctype)
-        handler.send_header("Content-Length", str(len(payload)))
-        for key, value in headers:
-            handler.send_header(key, value)
-        handler.end_headers()
-        if body:
-            handler.wfile.write(payload)
-
-    def answer(self, handler, body):
-        self.requests.append((handler.command, handler.path, handler.headers.get("authorization")))
-        parts = [unquote(p) for p in urlsplit(handler.path).path.strip("/").split("/")]
-        not_found = [("X-Error-Code", "RepoNotFound"), ("X-Error-Message", "Repository not found")]
-        if parts[0] == "api" and len(parts) >= 5:
-            kind = {"models": "model", "datasets": "dataset"}.get(parts[1])
-            repo = self.repos.get((kind, "/".join(parts[2:4])))
-            if repo is None:
-                return self.send(handler, 404, b'{"error": "Repository not found"}', not_found, body)
-            if repo.get("gated"):
-                return self.send(handler, 403, b'{"error": "gated"}', [
-                    ("X-Error-Code", "GatedRepo"), ("X-Error-Message", "Access to this repo is restricted")],
-                    body)
-            if parts[4] == "revision":
-                data = {"id": "/".join(parts[2:4]), "sha": repo["sha"],
-                        "siblings": [{"rfilename": p} for p in repo["files"]]}
-            elif parts[4] == "tree":
-                data = [{"type": "file", "path": p, "size": len(c), "oid": hashlib.sha1(c).hexdigest()}
-                        for p, c in repo["files"].items()]
-            else:
-                return self.send(handler, 404, b"{}", (), body)
-            return self.send(handler, 200, json.dumps(data).encode(), (), body)
-        kind = "model"
-        if parts[0] == "datasets":
-            kind, parts = "dataset", parts[1:]
-        repo = self.repos.get((kind, "/".join(parts[:2])))
-        if repo is None or len(parts) < 5 or parts[2] != "resolve":
-            return self.send(handler, 404, b"{}", not_found, body)
-        content = repo["files"].get("/".join(parts[4:]))
-        if content is None:
-            return self.send(handler, 404, b"{}", [("X-Error-Code", "EntryNotFound"),
-                                                    ("X-Repo-Commit", repo["sha"])], body)
-        headers = [("X-Repo-Commit", repo["sha"]), ("ETag", f'"{hashlib.sha1(content).hexdigest()}"')]
-        return self.send(handler, 200, content, headers, body, "application/octet-stream")
 
 
 @pytest.fixture

@@ -4,8 +4,12 @@ Each phase logs ``begin`` and ``done in X s`` (or ``failed after X s: <one line>
 rewrites the run-state file next to the log for ``ot-status``. Shutdown always runs:
 after success, a failure, scancel (SIGTERM), the time-limit warning (USR2) or an error.
 
+After a successful trainer (exit 0) and only then, the ``upload`` phase uploads the final
+policy's Hugging Face files to ``spec.upload_repo`` when one is set (:mod:`ot_hpc.upload`).
+
 Exit codes: the trainer's own; 2 environment/spec problem; 3 egress (tunnel) failure;
-4 Ray did not come up; 128+N when stopped by signal N.
+4 Ray did not come up; 5 the trainer succeeded but the requested upload failed (never
+requeued: the model stays on disk); 128+N when stopped by signal N.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Dict, List, Mapping, Optional
 
 from ..runstate import RunState, write_state
 from ..spec import JobSpec, read_spec
+from ..upload import EXIT_UPLOAD
 from . import egress, requeue, shutdown
 from .envload import load_environment
 from .jobenv import JobEnvironment, NotInSlurmJob
@@ -112,6 +117,7 @@ class Runner:
         self.tunnel: Optional[egress.Tunnel] = None
         self.ray: Optional[RayCluster] = None
         self.trainer: Optional[Trainer] = None
+        self.upload_failed = False
         self.state = StateFile(spec.state_path(job.job_id), RunState(
             job_id=job.job_id, phase="starting", phase_started_at=time.time(), updated_at=time.time(),
             nodes_expected=job.num_nodes, restart_count=job.restart_count,
@@ -281,6 +287,45 @@ class Runner:
             for problem in self.ray.health_problems():
                 self.log.line("ray", f"WARNING: {problem}")
 
+    def phase_upload(self) -> None:
+        """Upload the final policy's HF files (the trainer exited 0). In a thread, so a
+        signal still stops the job; the token goes to huggingface_hub as ``token=`` only."""
+        from .. import upload
+
+        spec = self.spec
+        self.state.update(phase="upload", details={"upload_repo": spec.upload_repo})
+        try:
+            where = upload.expand_path(spec.upload_path or upload.SKYRL_DEFAULT_EXPORT, self.env)
+            directory = upload.resolve_upload_dir(where)
+        except upload.UploadError as exc:
+            raise PhaseError(f"nothing uploaded: {exc}", EXIT_UPLOAD)
+        result: List[object] = []
+
+        def work() -> None:
+            try:
+                result.append(upload.run_upload(directory, spec.upload_repo or "",
+                                                spec.upload_private, self.env,
+                                                lambda m: self.log.line("upload", m)))
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                result.append(exc)
+
+        thread = threading.Thread(target=work, name="upload", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            if self.stop_event.wait(0.2):
+                raise Stopped("stopped by a signal during the upload")
+            self.flush_notes()
+        outcome = result[0] if result else RuntimeError("the upload thread ended without a result")
+        if isinstance(outcome, upload.UploadError):
+            raise PhaseError(f"the trainer succeeded but the upload failed: {outcome}", EXIT_UPLOAD)
+        if isinstance(outcome, BaseException):
+            raise PhaseError(f"the trainer succeeded but the upload failed: "
+                             f"{type(outcome).__name__}: {outcome}", EXIT_UPLOAD)
+        names, url = outcome  # type: ignore[misc]
+        self.log.line("upload", f"uploaded {len(names)} file(s) to {spec.upload_repo}"
+                      + (f": {url}" if url else ""))
+        self.state.update(details={"upload_files": len(names), "upload_commit": url})
+
     # ---- shutdown --------------------------------------------------------------------
     def shutdown(self) -> None:
         self.state.update(phase="shutdown")
@@ -328,6 +373,19 @@ class Runner:
             self.flush_notes()
             with self.log.phase("training"):
                 code = self.phase_training()
+            self.flush_notes()
+            if self.spec.upload_repo:
+                if code == 0 and not self.stop_event.is_set():
+                    try:
+                        with self.log.phase("upload"):
+                            self.phase_upload()
+                    except PhaseError:
+                        self.upload_failed = True
+                        raise
+                else:
+                    why = (f"the trainer exited with code {code}" if code != 0
+                           else "the job is being stopped")
+                    self.log.line("upload", f"skipped: {why}; nothing is uploaded after a failure")
         except Stopped:
             code = 128 + (self.stop_signal or signal.SIGTERM)
             message = f"stopped by {signal.Signals(self.stop_signal or signal.SIGTERM).name}"
@@ -347,6 +405,8 @@ class Runner:
 
     def finish(self, code: int, message: Optional[str]) -> int:
         result = requeue.outcome(code, self.stop_signal)
+        if self.upload_failed and result == requeue.FAILURE:
+            result = requeue.UPLOAD_FAILED  # training succeeded: running it again would not help
         decision = requeue.should_requeue(result, self.job.restart_count, self.spec.max_restarts)
         if self.spec.max_restarts:
             self.log.line("runner", requeue.describe(result, self.job.restart_count, self.spec.max_restarts))

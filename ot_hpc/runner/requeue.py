@@ -14,6 +14,7 @@ SUCCESS = "success"
 FAILURE = "failure"
 TIME_LIMIT = "time-limit"  # USR2 from --signal, shortly before the end (or preemption notice)
 CANCELLED = "cancelled"  # SIGTERM/SIGINT/SIGHUP: scancel, or Slurm ending the job
+UPLOAD_FAILED = "upload-failed"  # the trainer succeeded, the upload did not: never requeued
 
 
 def outcome(exit_code: int, stop_signal: Optional[int]) -> str:

@@ -138,7 +138,8 @@ class Job:
 
 
 def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max_restarts=0,
-           sshd=None, join_timeout=30, grace=3, time_limit=5, probe="127.0.0.1:9") -> Job:
+           sshd=None, join_timeout=30, grace=3, time_limit=5, probe="127.0.0.1:9",
+           secret=None, upload_repo=None, upload_path=None) -> Job:
     env_for_job = {"PYTHONPATH": REPO}
     env_for_job.update(environment or {})
     if sshd:
@@ -146,10 +147,11 @@ def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max
     spec = JobSpec(
         job_name=f"runnertest-{name}", cluster="local", num_nodes=nodes, experiments_dir=experiments,
         python=sys.executable, entrypoint_module="ot_hpc.demo_trainer", overrides=tuple(overrides),
-        gpus_per_node=gpus, secret_env_file=os.path.join(experiments, "secret.env"),
+        gpus_per_node=gpus, secret_env_file=secret or os.path.join(experiments, "secret.env"),
         environment=env_for_job, max_restarts=max_restarts, needs_tunnel=bool(sshd),
         egress_probe=probe, login_node="127.0.0.1", ssh_port=SSHD_PORT,
         ray_join_timeout_seconds=join_timeout, shutdown_grace_seconds=grace,
+        upload_repo=upload_repo, upload_path=upload_path,
     )
     spec_path = os.path.join(experiments, "specs", f"{spec.job_name}-{time.time_ns()}.json")
     write_spec(spec_path, spec)
@@ -314,3 +316,37 @@ def test_requeue_runs_twice_then_stops(experiments):
     state = job.state()
     assert state.restart_count == 1 and state.phase == "failed"
     assert_clean(job)
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_upload_after_success_only(experiments, tmp_path, exit_code):
+    """The runner uploads the fake export's HF files to a fake Hub on 127.0.0.1 after the
+    trainer exited 0; after a failing trainer it uploads nothing."""
+    from ..fakehub import FakeHub
+
+    token = "hf_upload-token-never-logged"
+    secret = tmp_path / "upload-secret.env"
+    secret.write_text(f"HF_TOKEN={token}\n")
+    secret.chmod(0o600)
+    exports = tmp_path / "exports"
+    hub = FakeHub(token=token)
+    try:
+        job = submit(experiments, f"upload{exit_code}", 1,
+                     [f"demo.export_dir={exports}", "demo.export_step=3", f"demo.exit_code={exit_code}"],
+                     environment={"HF_ENDPOINT": hub.url}, secret=str(secret),
+                     upload_repo="org/demo-policy", upload_path=str(exports))
+        record = job.wait_end()
+        text = job.log()
+        assert token not in text
+        if exit_code == 0:
+            assert record.state == JobState.COMPLETED, text[-3000:]
+            phases_logged(text, ["training", "upload", "shutdown"])
+            stored = hub.repos[("model", "org/demo-policy")]["files"]
+            assert sorted(stored) == ["config.json", "model.safetensors", "tokenizer.json"]
+            assert all(auth == f"Bearer {token}" for _m, _p, auth in hub.requests)
+            assert job.state().details["upload_files"] == 3
+        else:
+            assert record.exit_code == 3, text[-3000:]
+            assert hub.requests == [] and "[upload] skipped" in text
+    finally:
+        hub.close()
