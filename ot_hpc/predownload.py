@@ -218,23 +218,36 @@ def plan_downloads(job: "ValidatedJob", cluster: Optional["Cluster"] = None) -> 
 
 
 def localized_overrides(job: "ValidatedJob", downloads: Sequence[Download],
-                        snapshots: Mapping[Download, str]) -> Tuple["Override", ...]:
+                        snapshots: Mapping[Download, str],
+                        replacements: Optional[Mapping[Download, Sequence[str]]] = None,
+                        ) -> Tuple["Override", ...]:
     """``job.overrides`` with every downloaded id of a mapped setting replaced by its local
-    snapshot directory (``:split`` kept); everything else unchanged and in order."""
+    snapshot directory (``:split`` kept); everything else unchanged and in order.
+
+    ``replacements``: datasets whose snapshot is not what SkyRL reads (Harbor task parquets,
+    :mod:`ot_hpc.harbor`): the id becomes these directories instead (no ``:split``)."""
     from .config import SETTINGS_BY_KEY
 
-    by_item: Dict[Tuple[str, str], str] = {}
+    replacements = replacements or {}
+    by_item: Dict[Tuple[str, str], Tuple[str, ...]] = {}
     for download in downloads:
-        by_item[(download.target_setting, download.item)] = snapshots[download]
+        if replacements.get(download):
+            by_item[(download.target_setting, download.item)] = tuple(replacements[download])
+        else:
+            local = snapshots[download]
+            split = download.split
+            by_item[(download.target_setting, download.item)] = (
+                f"{local}:{split}" if split else local,)
     new_values: Dict[str, str] = {}
     for setting_key in sorted({d.target_setting for d in downloads}):
-        items = []
+        items: List[str] = []
         for item in job.mapped_values.get(setting_key, ()):
             parsed = parse_hub_id(item, KINDS[setting_key])
             local = by_item.get((setting_key, item))
             if parsed is not None and local is not None:
-                item = f"{local}:{parsed[1]}" if parsed[1] else local
-            items.append(item)
+                items.extend(local)
+            else:
+                items.append(item)
         hydra_key = SETTINGS_BY_KEY[setting_key].hydra_key or ""
         new_values[hydra_key] = hydra_value(setting_key, items)
     return tuple(

@@ -186,13 +186,16 @@ def build_from_job(job: ValidatedJob, environ: Mapping[str, str],
                              plan_downloads(job, job.cluster))
 
 
-def with_snapshots(request: SubmissionRequest, snapshots: Mapping[Download, str]) -> SubmissionRequest:
+def with_snapshots(request: SubmissionRequest, snapshots: Mapping[Download, str],
+                   replacements: Optional[Mapping[Download, Sequence[str]]] = None,
+                   ) -> SubmissionRequest:
     """The request with every downloaded Hugging Face id replaced by its local snapshot
-    directory in the overrides (job and spec); the batch script and job description are
-    unchanged (they name the spec file, not its contents)."""
+    directory in the overrides (job and spec), or by the ``replacements`` of a download
+    (the extracted task directories of a Harbor dataset); the batch script and job
+    description are unchanged (they name the spec file, not its contents)."""
     if not request.downloads:
         return request
-    overrides = localized_overrides(request.job, request.downloads, snapshots)
+    overrides = localized_overrides(request.job, request.downloads, snapshots, replacements)
     job = replace(request.job, overrides=overrides)
     spec = replace(request.spec, overrides=tuple(o.text for o in overrides))
     return replace(request, job=job, spec=spec)
@@ -252,7 +255,54 @@ def predownload_lines(request: SubmissionRequest) -> List[str]:
     if not huggingface_hub_available():
         out.append(f"# Note: huggingface_hub does not import here, so the submission would stop: "
                    f"{INSTALL_HINT}")
+    out.extend(harbor_lines(request))
     return out
+
+
+def planned_harbor(request: SubmissionRequest) -> Dict[Download, Tuple[Tuple[str, str], ...]]:
+    """Datasets already in the cache whose snapshot holds Harbor task parquets: per
+    download, (parquet, extraction directory) pairs. Reads only (the parquet footers)."""
+    from .harbor import extraction_dir, harbor_parquets
+
+    found: Dict[Download, Tuple[Tuple[str, str], ...]] = {}
+    for download in request.downloads:
+        snapshot = download.cached_snapshot() if download.kind == "dataset" else None
+        if snapshot is not None:
+            pairs = tuple((p, extraction_dir(snapshot, p)) for p in harbor_parquets(snapshot))
+            if pairs:
+                found[download] = pairs
+    return found
+
+
+def harbor_lines(request: SubmissionRequest) -> List[str]:
+    """Comment lines: Harbor task parquets that ``schedule`` would extract (never now)."""
+    datasets = [d for d in request.downloads if d.kind == "dataset"]
+    if not datasets:
+        return []
+    from .harbor import EXTRACT_DIR, PYARROW_HINT, is_extracted, pyarrow_available
+
+    found = planned_harbor(request)
+    pending = any(d.cached_snapshot() is None for d in datasets)
+    if not found and not pending:
+        return []
+    out = ["# Harbor task parquets (columns path, task_binary) in a downloaded dataset are "
+           "extracted on submission (not now)",
+           f"# to <repo folder>/{EXTRACT_DIR}/<commit>/<parquet name>/ and SkyRL gets those "
+           "directories instead of the snapshot:"]
+    for download, pairs in found.items():
+        for parquet, dest in pairs:
+            done = "  (already extracted)" if is_extracted(parquet, dest) else ""
+            out.append(f"#   {download.target_setting}: {parquet} -> {dest}{done}")
+    if pending:
+        out.append("#   (datasets not in the cache yet are checked after their download)")
+    if found and not pyarrow_available():
+        out.append(f"# Note: pyarrow does not import here, so the submission would stop: {PYARROW_HINT}")
+    return out
+
+
+def harbor_replacements(found: Mapping[Download, Tuple[Tuple[str, str], ...]]
+                        ) -> Dict[Download, Tuple[str, ...]]:
+    return {download: tuple(dest for _p, dest in pairs) for download, pairs in found.items()}
 
 
 def upload_lines(request: SubmissionRequest) -> List[str]:
@@ -270,7 +320,8 @@ def dryrun(request: SubmissionRequest) -> str:
     """Exactly what ``schedule`` would write and submit, as text. Touches nothing: planned
     downloads are shown (with the snapshot paths they would give), not done."""
     planned = predownload_lines(request)
-    request = with_snapshots(request, {d: d.expected_snapshot() for d in request.downloads})
+    request = with_snapshots(request, {d: d.expected_snapshot() for d in request.downloads},
+                             harbor_replacements(planned_harbor(request)))
     jr = request.job_request
     script_lines = jr.script.rstrip("\n").split("\n")
     out: List[str] = [script_lines[0]]
@@ -313,7 +364,33 @@ def fetch_planned(request: SubmissionRequest,
     job = request.job
     snapshots = fetch(request.downloads, token=read_hf_token(job.secret_env_file),
                       endpoint=job.environment.get("HF_ENDPOINT") or None, report=report)
-    return with_snapshots(request, snapshots)
+    return with_snapshots(request, snapshots, extract_harbor(request.downloads, snapshots, report))
+
+
+def extract_harbor(downloads: Sequence[Download], snapshots: Mapping[Download, str],
+                   report: Optional[Callable[[str], None]] = None) -> Dict[Download, Tuple[str, ...]]:
+    """Extract the Harbor task parquets of every downloaded dataset (each snapshot once);
+    per download, the extracted directories SkyRL gets instead of the snapshot.
+    Raises :class:`~ot_hpc.harbor.HarborError` (a PredownloadError, one line)."""
+    from .harbor import extract_snapshot
+
+    done: Dict[str, Tuple[str, ...]] = {}
+    result: Dict[Download, Tuple[str, ...]] = {}
+    for download in downloads:
+        if download.kind != "dataset":
+            continue
+        snapshot = snapshots[download]
+        if snapshot not in done:
+            done[snapshot] = extract_snapshot(snapshot, f"{download.target_setting}={download.item}",
+                                              report)
+        if done[snapshot]:
+            result[download] = done[snapshot]
+            if report is not None:
+                dropped = f" (split {download.split!r} does not apply to task folders)" \
+                    if download.split else ""
+                report(f"harbor: {download.target_setting}: {download.item} -> "
+                       f"{', '.join(done[snapshot])}{dropped}")
+    return result
 
 
 def schedule(request: SubmissionRequest, scheduler: Scheduler,
