@@ -49,8 +49,13 @@ from ot_hpc.scheduler.cli import (
         ("COMPLETING", JobState.COMPLETING),
         ("COMPLETED", JobState.COMPLETED),
         ("CONFIGURING", JobState.PENDING),
-        ("RESIZING", JobState.UNKNOWN),
-        ("SPECIAL_EXIT", JobState.UNKNOWN),
+        ("RESIZING", JobState.RUNNING),
+        ("SPECIAL_EXIT", JobState.REQUEUED),
+        ("SE", JobState.REQUEUED),
+        ("RESV_DEL_HOLD", JobState.PENDING),
+        ("SIGNALING", JobState.RUNNING),
+        ("STAGE_OUT", JobState.COMPLETING),
+        ("REVOKED", JobState.UNKNOWN),
         ("", JobState.UNKNOWN),
         (None, JobState.UNKNOWN),
         ("something new in Slurm 27", JobState.UNKNOWN),
@@ -267,3 +272,59 @@ def test_cli_submit_passes_only_the_given_environment(monkeypatch):
     assert seen["env"] == {"PATH": "/usr/bin", "A": "1"}
     assert "hunter2" not in " ".join(seen["argv"]) and "--export=ALL" in seen["argv"]
     assert seen["stdin"].startswith("#!")
+
+
+def test_cli_submit_never_retries_what_may_have_reached_the_controller(monkeypatch):
+    import subprocess
+
+    from ot_hpc.scheduler import ControllerUnreachable, SchedulerError
+
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
+    calls = []
+
+    def timed_out(argv, stdin, env):
+        calls.append(argv)
+        raise subprocess.TimeoutExpired(argv, 60)
+
+    with pytest.raises(ControllerUnreachable):
+        CliScheduler(run=timed_out, sleep=lambda s: None).submit(_request())
+    assert len(calls) == 1
+
+    calls.clear()
+
+    def zero_bytes(argv, stdin, env):
+        calls.append(argv)
+        return _FakeProcess(1, stderr="sbatch: error: Batch job submission failed: Zero Bytes were transmitted or received")
+
+    with pytest.raises(SchedulerError):
+        CliScheduler(run=zero_bytes, sleep=lambda s: None).submit(_request())
+    assert len(calls) == 1
+
+    calls.clear()
+    answers = iter([_FakeProcess(1, stderr="sbatch: error: Unable to contact slurm controller (connect failure)"),
+                    _FakeProcess(0, stdout="77\n")])
+
+    def connect_then_ok(argv, stdin, env):
+        calls.append(argv)
+        return next(answers)
+
+    assert CliScheduler(run=connect_then_ok, sleep=lambda s: None).submit(_request()) == 77
+    assert len(calls) == 2
+
+
+def test_cli_sacct_does_not_retry_and_reports_no_accounting(monkeypatch):
+    from datetime import datetime, timedelta
+
+    from ot_hpc.scheduler import AccountingUnavailable
+
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
+    calls = []
+
+    def dbd_down(argv, stdin, env):
+        calls.append(argv)
+        return _FakeProcess(1, stderr="sacct: error: Problem talking to the database: Connection refused")
+
+    now = datetime.now().astimezone()
+    with pytest.raises(AccountingUnavailable):
+        CliScheduler(run=dbd_down, sleep=lambda s: None).list_finished_jobs("alice", now - timedelta(hours=1), now)
+    assert len(calls) == 1 and "-s" in calls[0]

@@ -81,6 +81,10 @@ def run_main(body: Callable[[Optional[List[str]]], int], argv: Optional[List[str
     except SchedulerError as exc:
         error(str(exc))
         return EXIT_ERROR
+    except OSError as exc:  # a directory not writable, a full disk, ...: one line, no traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        error(f"{exc.strerror or exc}{where}")
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 

@@ -50,7 +50,8 @@ def body(argv: Optional[List[str]] = None) -> int:
     cutoff = now - args.days * 86400.0
     # Which jobs are still pending/running: asked before looking at any file, and a
     # Slurm error here stops everything (exit 1) before anything is deleted.
-    mine = [r for r in scheduler.list_jobs(user=options.current_user()) if r.state.is_active]
+    # Every job still in the queue keeps its files, whatever its state (UNKNOWN included).
+    mine = [r for r in scheduler.list_jobs(user=options.current_user()) if not r.state.is_finished]
     active = Active(frozenset(r.job_id for r in mine), frozenset(r.name for r in mine))
     plan, fds = make_plan(directories, cutoff, active, os.getuid())
     try:

@@ -36,7 +36,7 @@ class CancelFilter:
         return " ".join(parts)
 
     def matches(self, record: JobRecord) -> bool:
-        if record.user != self.user or not record.state.is_active:
+        if record.user != self.user or record.state.is_finished:
             return False
         if self.state and record.state not in _STATE_GROUPS[self.state]:
             return False

@@ -89,6 +89,16 @@ _STATE_ALIASES: Dict[str, JobState] = {
     "S": JobState.SUSPENDED,
     "STOPPED": JobState.SUSPENDED,
     "ST": JobState.SUSPENDED,
+    "SPECIAL_EXIT": JobState.REQUEUED,  # requeued and held after a special exit code
+    "SE": JobState.REQUEUED,
+    "RESV_DEL_HOLD": JobState.PENDING,  # held because its reservation was deleted
+    "RD": JobState.PENDING,
+    "RESIZING": JobState.RUNNING,
+    "RS": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,  # being signalled, still running
+    "SI": JobState.RUNNING,
+    "STAGE_OUT": JobState.COMPLETING,  # burst buffer stage-out after the job ran
+    "SO": JobState.COMPLETING,
 }
 
 

@@ -38,10 +38,16 @@ COMMAND_TIMEOUT_SECONDS = 60
 # Controller unreachable: retry after these pauses, then give up.
 RETRY_PAUSES_SECONDS = (0.5, 1.0, 2.0)
 
-_UNREACHABLE_MARKERS = (
+# Nothing reached slurmctld: safe to retry anything, a submission included.
+_CONNECT_MARKERS = (
+    "unable to contact slurm controller (connect failure)",
+    "connection refused",
+)
+# The request may have reached slurmctld: retried for queries and controls only, never
+# for sbatch (a retry could submit the job twice).
+_UNREACHABLE_MARKERS = _CONNECT_MARKERS + (
     "unable to contact slurm controller",
     "slurm_load_jobs error: unable to contact",
-    "connection refused",
     "socket timed out",
     "zero bytes were transmitted or received",
 )
@@ -383,9 +389,9 @@ def clean_slurm_message(stderr: str) -> str:
     return "; ".join(lines) or "no message from Slurm"
 
 
-def _looks_unreachable(message: str) -> bool:
+def _matches(message: str, markers: Sequence[str]) -> bool:
     lowered = message.lower()
-    return any(marker in lowered for marker in _UNREACHABLE_MARKERS)
+    return any(marker in lowered for marker in markers)
 
 
 Runner = Callable[[Sequence[str], Optional[str], Optional[Mapping[str, str]]], "subprocess.CompletedProcess[str]"]
@@ -419,20 +425,25 @@ class CliScheduler(Scheduler):
 
     def _run(self, argv: List[str], stdin: Optional[str] = None,
              env: Optional[Mapping[str, str]] = None,
-             retry_unreachable: bool = True) -> "subprocess.CompletedProcess[str]":
-        """Run a Slurm command; retry briefly while the controller is unreachable
-        (``retry_unreachable=False`` for sacct, which talks to slurmdbd instead)."""
+             retry_markers: Sequence[str] = _UNREACHABLE_MARKERS,
+             retry_timeouts: bool = True) -> "subprocess.CompletedProcess[str]":
+        """Run a Slurm command; retry briefly while the controller is unreachable.
+
+        ``retry_markers`` says which errors are retried: sbatch only retries a connect
+        failure and never a time-out (the job may exist already); sacct retries nothing
+        (it talks to slurmdbd, whose absence means "no accounting").
+        """
         argv = [self._command(argv[0])] + argv[1:]
         for pause in (*RETRY_PAUSES_SECONDS, None):
             try:
                 result = self._run_process(argv, stdin, env)
             except subprocess.TimeoutExpired:
                 message = f"{os.path.basename(argv[0])} did not answer within {COMMAND_TIMEOUT_SECONDS} s"
-                if pause is None:
+                if pause is None or not retry_timeouts:
                     raise ControllerUnreachable(message)
                 self._sleep(pause)
                 continue
-            if result.returncode == 0 or not retry_unreachable or not _looks_unreachable(result.stderr):
+            if result.returncode == 0 or not _matches(result.stderr, retry_markers):
                 return result
             if pause is None:
                 raise ControllerUnreachable(
@@ -456,7 +467,8 @@ class CliScheduler(Scheduler):
             env["SLURM_CONF"] = os.environ["SLURM_CONF"]
         env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
         argv = ["sbatch", "--parsable", "--export=ALL", *sbatch_arguments(request)]
-        output = self._check(self._run(argv, stdin=request.script, env=env))
+        output = self._check(self._run(argv, stdin=request.script, env=env,
+                                       retry_markers=_CONNECT_MARKERS, retry_timeouts=False))
         first = output.strip().splitlines()[-1] if output.strip() else ""
         job_id = _int_or_none(first.split(";")[0])
         if job_id is None:
@@ -498,7 +510,7 @@ class CliScheduler(Scheduler):
     def _sacct(self, selection: List[str]) -> List[JobRecord]:
         argv = ["sacct", "-X", "-n", "-P", f"--delimiter={DELIMITER}",
                 "-o", ",".join(SACCT_FIELDS), *selection]
-        result = self._run(argv, retry_unreachable=False)
+        result = self._run(argv, retry_markers=())
         if result.returncode != 0:
             message = clean_slurm_message(result.stderr)
             if any(marker in message.lower() for marker in _NO_ACCOUNTING_MARKERS):
