@@ -153,8 +153,13 @@ SETTINGS: Tuple[Setting, ...] = (
             "test internet access", default="huggingface.co:443", group="tunnel"),
     Setting("RAY_JOIN_TIMEOUT", "--ray-join-timeout", "int", "seconds every node has to "
             "join the Ray cluster", default="300", group="tunnel"),
+    Setting("RAY_RESOURCES", "--ray-resources", "str", "custom Ray resources every node "
+            "registers (`ray start --resources`), a JSON object of name -> non-negative "
+            "number, e.g. '{\"vllm_instance\": 1}' (empty: none)", default="", group="tunnel"),
     Setting("SHUTDOWN_GRACE", "--shutdown-grace", "int", "seconds between SIGTERM and "
-            "SIGKILL when stopping the trainer", default="30", group="tunnel"),
+            "SIGKILL when stopping the trainer; keep it below Slurm's KillWait (commonly "
+            "30 s), or Slurm SIGKILLs the runner before it has stopped Ray", default="15",
+            group="tunnel"),
 )
 
 SETTINGS_BY_KEY: Dict[str, Setting] = {s.key: s for s in SETTINGS}
@@ -168,7 +173,12 @@ ENV_PREFIXES = (
 )
 ENV_PREFIX_EXPLICIT = "ENV_"
 
-_SECRET_NAME = re.compile(r"(TOKEN|API_KEY|APIKEY|SECRET|PASSWORD|PASSWD|PRIVATE_KEY)", re.I)
+# Whole ``_``-separated words only: HF_TOKEN, WANDB_API_KEY, GITHUB_TOKEN, but not
+# TOKENIZERS_PARALLELISM or HF_HUB_DISABLE_IMPLICIT_TOKEN's neighbours like ..._TOKENS.
+_SECRET_NAME = re.compile(
+    r"(?:^|_)(?:TOKEN|API_?KEY|SECRET|PASSW(?:OR)?D|PRIVATE_KEY)(?:_|$)", re.I)
+_SECRET_HINT = ("secrets reach the job only through SECRET_ENV_PATH; the runner exports them "
+                "on the compute node")
 _OVERRIDE_KEY = re.compile(r"^(\+\+|\+|~)?([A-Za-z_][\w-]*(?:\.[\w-]+)+)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -176,6 +186,12 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def is_secret_name(key: str) -> bool:
     """Looks like a secret (HF_TOKEN, WANDB_API_KEY ...): such values belong in the secret file."""
     return key not in SETTINGS_BY_KEY and bool(_SECRET_NAME.search(key))
+
+
+def is_secret_override_key(key: str) -> bool:
+    """An override key one of whose dotted parts looks like a secret (``trainer.hf_token``,
+    ``+generator.api_key``): its value must not be on the command line or in a spec."""
+    return any(_SECRET_NAME.search(part) for part in re.split(r"[.\-]", key.lstrip("+~")))
 
 
 # --------------------------------------------------------------------------------------
@@ -223,7 +239,11 @@ class Problem:
     source: str = ""
 
     def line(self) -> str:
-        shown = "" if self.value is None else f"={self.value!r}"
+        value = self.value
+        if value is not None and value != "<hidden>" and (
+                is_secret_override_key(self.field) or is_secret_name(self.field)):
+            value = "<hidden>"  # never print what may be a secret value
+        shown = "" if value is None else f"={value!r}"
         where = f" ({self.source})" if self.source else ""
         return f"{self.field}{shown}{where}: {self.message}; {self.fix}"
 
