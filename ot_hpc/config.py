@@ -173,10 +173,12 @@ ENV_PREFIXES = (
 )
 ENV_PREFIX_EXPLICIT = "ENV_"
 
-# Whole ``_``-separated words only: HF_TOKEN, WANDB_API_KEY, GITHUB_TOKEN, but not
-# TOKENIZERS_PARALLELISM or HF_HUB_DISABLE_IMPLICIT_TOKEN's neighbours like ..._TOKENS.
+# Whole ``_``-separated words only: HF_TOKEN, WANDB_API_KEY, GITHUB_TOKEN are secrets,
+# TOKENIZERS_PARALLELISM is not. A name with a DISABLE/ENABLE word is a switch, not a
+# secret (HF_HUB_DISABLE_IMPLICIT_TOKEN=1).
 _SECRET_NAME = re.compile(
     r"(?:^|_)(?:TOKEN|API_?KEY|SECRET|PASSW(?:OR)?D|PRIVATE_KEY)(?:_|$)", re.I)
+_SWITCH_NAME = re.compile(r"(?:^|_)(?:DISABLE|ENABLE)(?:_|$)", re.I)
 _SECRET_HINT = ("secrets reach the job only through SECRET_ENV_PATH; the runner exports them "
                 "on the compute node")
 _OVERRIDE_KEY = re.compile(r"^(\+\+|\+|~)?([A-Za-z_][\w-]*(?:\.[\w-]+)+)$")
@@ -185,13 +187,21 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def is_secret_name(key: str) -> bool:
     """Looks like a secret (HF_TOKEN, WANDB_API_KEY ...): such values belong in the secret file."""
-    return key not in SETTINGS_BY_KEY and bool(_SECRET_NAME.search(key))
+    return (key not in SETTINGS_BY_KEY and bool(_SECRET_NAME.search(key))
+            and not _SWITCH_NAME.search(key))
+
+
+def _secret_cli_text(text: str) -> bool:
+    """``-S`` text whose key part looks like a secret (``hf_token=...``, ``a.api_key=...``)."""
+    key = text.partition("=")[0].strip().lstrip("+~")
+    return bool(key) and any(is_secret_name(part) for part in re.split(r"[.\-]", key))
 
 
 def is_secret_override_key(key: str) -> bool:
     """An override key one of whose dotted parts looks like a secret (``trainer.hf_token``,
     ``+generator.api_key``): its value must not be on the command line or in a spec."""
-    return any(_SECRET_NAME.search(part) for part in re.split(r"[.\-]", key.lstrip("+~")))
+    return "." in key and any(is_secret_name(part)
+                              for part in re.split(r"[.\-]", key.lstrip("+~")))
 
 
 # --------------------------------------------------------------------------------------
@@ -241,7 +251,8 @@ class Problem:
     def line(self) -> str:
         value = self.value
         if value is not None and value != "<hidden>" and (
-                is_secret_override_key(self.field) or is_secret_name(self.field)):
+                is_secret_override_key(self.field) or is_secret_name(self.field)
+                or self.field.startswith("-S") and _secret_cli_text(value)):
             value = "<hidden>"  # never print what may be a secret value
         shown = "" if value is None else f"={value!r}"
         where = f" ({self.source})" if self.source else ""
@@ -456,6 +467,9 @@ def _apply_file(builder: _Builder, env: EnvFile, kind: str, cwd: Optional[str]) 
                     source))
                 continue
             prefix, okey, value = parsed
+            if is_secret_override_key(okey):
+                builder.problems.append(_secret_override_problem(key, source))
+                continue
             builder.add_override(Override(prefix, okey, value, source, from_file=True),
                                  layer=env.path)
             continue
@@ -494,14 +508,35 @@ def _apply_file(builder: _Builder, env: EnvFile, kind: str, cwd: Optional[str]) 
         builder.environment[name] = Entry(name, raw, source, raw=raw, interpolate=True)
 
 
+def _secret_override_problem(key: str, source: str) -> Problem:
+    return Problem(key, "<hidden>", "looks like a secret and must not be passed as an "
+                   "override (it would be on the trainer's command line and in the spec)",
+                   _SECRET_HINT, source)
+
+
 class _Cycle(Exception):
     pass
 
 
-def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str]) -> None:
+def _secret_file_keys(path: Optional[str], cwd: Optional[str]) -> List[str]:
+    """The key NAMES of the secret env file (never its values); [] when it cannot be read
+    (validation reports that)."""
+    if not path or not path.strip():
+        return []
+    full = os.path.join(cwd or os.getcwd(), os.path.expanduser(path.strip()))
+    try:
+        return env_file_keys(full)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+
+
+def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str],
+                            cwd: Optional[str] = None) -> None:
     """Resolve ``${VAR}`` in file values against the merged view, then the process env.
 
-    ``FOO=${FOO}:x`` extends the process environment's FOO (as python-dotenv does)."""
+    ``FOO=${FOO}:x`` extends the process environment's FOO (as python-dotenv does).
+    A secret (a name that looks like one, or a key of the secret env file) is never
+    interpolated: the reference stays as written and is reported."""
     raw: Dict[str, Tuple[Optional[str], bool]] = {}
     for entries in (builder.environment, builder.settings):
         for key, entry in entries.items():
@@ -509,8 +544,16 @@ def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str]) -> No
     for override in builder.overrides:
         raw[override.key] = (override.value, override.from_file)
     cache: Dict[str, Optional[str]] = {}
+    secret_names = set()  # keys of the secret env file, known once SECRET_ENV_PATH is
+    refused: List[str] = []  # secret names referenced during the current expansion
+
+    def is_secret(name: str) -> bool:
+        return is_secret_name(name) or name in secret_names
 
     def value_of(name: str, chain: Tuple[str, ...]) -> Optional[str]:
+        if is_secret(name):
+            refused.append(name)
+            return None
         if name == chain[-1]:
             return environ.get(name)
         if name in chain:
@@ -529,15 +572,29 @@ def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str]) -> No
         local = {name: value_of(name, chain) for name in variable_names(value)}
         return interpolate(value, {k: v for k, v in local.items() if v is not None})
 
-    def finish(key: str, value: Optional[str], source: str) -> Optional[str]:
+    def finish(key: str, value: Optional[str], source: str,
+               report: bool = True) -> Optional[str]:
         if value is None or "${" not in value:
             return value
+        del refused[:]
         try:
             text, missing = expand(value, (key,))
         except _Cycle as exc:
-            builder.problems.append(Problem(
-                key, value, f"refers to itself through ${{}} ({exc})", "break the cycle", source))
+            if report:
+                builder.problems.append(Problem(
+                    key, value, f"refers to itself through ${{}} ({exc})", "break the cycle",
+                    source))
             return value
+        if refused:
+            # Leave the value as written (no secret in it), report each reference once.
+            for name in dict.fromkeys(refused):
+                if report:
+                    builder.problems.append(Problem(
+                        key, None, f"uses ${{{name}}}, a secret, which is never interpolated",
+                        _SECRET_HINT, source))
+            return value
+        if not report:
+            return text
         for name in missing:
             builder.problems.append(Problem(
                 key, value, f"uses ${{{name}}}, which is not defined",
@@ -545,6 +602,12 @@ def _resolve_interpolations(builder: _Builder, environ: Mapping[str, str]) -> No
                 source))
         return text
 
+    path_entry = builder.settings.get("SECRET_ENV_PATH")
+    if path_entry is not None:
+        path = finish("SECRET_ENV_PATH", path_entry.value, path_entry.source, report=False) \
+            if path_entry.interpolate else path_entry.value
+        secret_names.update(_secret_file_keys(path, cwd))
+        cache.clear()
     for entries in (builder.settings, builder.environment):
         for key, entry in list(entries.items()):
             if entry.interpolate:
@@ -599,8 +662,12 @@ def merge(
                 "write -S section.key=value (or +section.key=value for a new key)", f"-S #{index}"))
             continue
         prefix, key, value = parsed
+        if is_secret_override_key(key):
+            builder.problems.append(_secret_override_problem(
+                f"{prefix}{key}", f"-S {text.split('=')[0]}"))
+            continue
         builder.add_override(Override(prefix, key, value, f"-S {text.split('=')[0]}"), layer="cli")
-    _resolve_interpolations(builder, env)
+    _resolve_interpolations(builder, env, cwd)
     config_name = Path(job_config.path).stem if job_config is not None else None
     return MergedConfig(
         cluster=cluster,
@@ -664,6 +731,30 @@ class ConfigError(ValueError):
     """A file cannot be found or read; ``str()`` is one line with the fix."""
 
 
+def list_configs(cwd: Optional[str] = None,
+                 environ: Optional[Mapping[str, str]] = None) -> List[str]:
+    """The job configs ``--config NAME`` finds: ``*.env`` in the current directory, then in
+    ``envs/`` (a name once, the first found wins), without the built-in clusters' site env
+    files (``jsc.env`` ...). Sorted names, as ``--config`` takes them."""
+    from . import clusters, paths
+
+    site_files = {c.env_file for c in clusters.BUILTIN_CLUSTERS if c.env_file}
+    found: Dict[str, None] = {}
+    directories = [Path(cwd or os.getcwd())] + list(paths.envs_dirs(environ))
+    for directory in directories:
+        try:
+            entries = sorted(p for p in directory.iterdir()
+                             if p.suffix == ".env" and p.is_file())
+        except OSError:
+            continue
+        in_envs = directory != directories[0]
+        for path in entries:
+            if in_envs and path.name in site_files:
+                continue
+            found.setdefault(path.name, None)
+    return sorted(found)
+
+
 def load_config(
     config_name: Optional[str],
     cli_settings: Mapping[str, str],
@@ -688,9 +779,11 @@ def load_config(
         found = paths.find_env_file(config_name, cwd, env)
         if found is None:
             where = ", ".join(str(d) for d in paths.envs_dirs(env)) or "no envs/ directory found"
+            names = list_configs(cwd, env)
+            known = f"one of: {', '.join(names)}" if names else "no job config was found there"
             raise ConfigError(
                 f"--config {config_name}: no such file in the current directory or envs/ "
-                f"({where}); give a path or one of the names `ot-submit --list-configs` shows"
+                f"({where}); give a path, or {known}"
             )
         job_config = _read(str(found))
 

@@ -44,7 +44,8 @@ class JobSpec:
     # Ray readiness: fail the job if a node has not joined after this many seconds.
     ray_join_timeout_seconds: int = 300
     # Seconds between SIGTERM and SIGKILL when stopping the trainer.
-    shutdown_grace_seconds: int = 30
+    # Below Slurm's KillWait (commonly 30 s), or Slurm SIGKILLs the runner first.
+    shutdown_grace_seconds: int = 15
     # Resolved configuration, for humans (ot-status, debugging): key -> value.
     resolved_config: Mapping[str, str] = field(default_factory=dict)
     version: int = SPEC_VERSION
@@ -66,6 +67,9 @@ class JobSpec:
     # Model directory, or export directory whose latest global_step_<N>/policy is taken;
     # may hold ${HOME} (expanded on the compute node). None: SkyRL's default export path.
     upload_path: Optional[str] = None
+    # Custom Ray resources every node registers (``ray start --resources``): a JSON object
+    # text such as '{"vllm_instance": 1}'; "" = none.
+    ray_resources: str = ""
 
     @property
     def logs_dir(self) -> str:
@@ -104,18 +108,32 @@ def spec_to_json(spec: JobSpec) -> str:
 
 
 def write_spec(path: str, spec: JobSpec) -> None:
-    """Write atomically with mode 0600 (created so, never chmod-ed after the fact)."""
+    """Write atomically with mode 0600 (created so, never chmod-ed after the fact), never
+    replacing an existing file: the complete spec is written to a temporary file, then
+    hard-linked to ``path``, which raises :class:`FileExistsError` when ``path`` exists
+    (another submission's spec is never overwritten)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".spec-", dir=directory)  # mkstemp creates 0600
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(spec_to_json(spec))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:
+            # A filesystem without hard links: exclusive create, then copy the content.
+            out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(out, "w") as handle:
+                handle.write(spec_to_json(spec))
+    finally:
+        try:
             os.unlink(tmp)
-        raise
+        except FileNotFoundError:
+            pass
 
 
 def read_spec(path: str) -> JobSpec:

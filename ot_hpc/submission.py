@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import time
 from dataclasses import dataclass, replace
@@ -114,9 +115,12 @@ def signal_seconds(job: ValidatedJob) -> int:
     return max(0, min(job.signal_seconds, job.time_limit_minutes * 60 // 4))
 
 
-def spec_path_for(job: ValidatedJob) -> str:
+def spec_path_for(job: ValidatedJob, suffix: Optional[str] = None) -> str:
+    """``<experiments>/specs/<job_name>_<UTC stamp>_<6 hex>.json``: the random suffix keeps
+    two submissions of one name in one second apart (``write_spec`` never overwrites)."""
     stamp = job.created_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return os.path.join(job.experiments_dir, "specs", f"{job.job_name}_{stamp}.json")
+    suffix = secrets.token_hex(3) if suffix is None else suffix
+    return os.path.join(job.experiments_dir, "specs", f"{job.job_name}_{stamp}_{suffix}.json")
 
 
 def build_from_job(job: ValidatedJob, environ: Mapping[str, str],
@@ -156,6 +160,7 @@ def build_from_job(job: ValidatedJob, environ: Mapping[str, str],
         upload_repo=job.upload_repo,
         upload_private=job.upload_private,
         upload_path=job.upload_path if job.upload_repo else None,
+        ray_resources=job.ray_resources,
     )
     log_pattern = os.path.join(spec.logs_dir, f"{job.job_name}_%j.log")
     seconds = signal_seconds(job)

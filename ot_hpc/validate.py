@@ -8,6 +8,7 @@ subprocess; it never writes, downloads or submits anything.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -98,6 +99,8 @@ class ValidatedJob:
     upload_repo: Optional[str] = None
     upload_private: bool = True
     upload_path: Optional[str] = None
+    # RAY_RESOURCES: custom Ray resources, a JSON object text ("" = none).
+    ray_resources: str = ""
 
 
 @dataclass(frozen=True)
@@ -460,6 +463,33 @@ def _check_upload(checker: _Checker, cluster: Cluster, python: Optional[str], is
     return repo, True if private is None else private, path
 
 
+def _check_ray_resources(checker: _Checker) -> str:
+    """RAY_RESOURCES: "" or a JSON object of resource name -> non-negative number; returned
+    as compact JSON (what ``ray start --resources`` takes)."""
+    text = checker.value("RAY_RESOURCES")
+    if text is None:
+        return ""
+    fix = "write a JSON object of name -> number, e.g. RAY_RESOURCES='{\"vllm_instance\": 1}'"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        checker.problem("RAY_RESOURCES", f"is not JSON ({exc.args[0].split(':')[0]})", fix)
+        return ""
+    if not isinstance(data, dict):
+        checker.problem("RAY_RESOURCES", "is not a JSON object", fix)
+        return ""
+    for name, amount in data.items():
+        if not name.strip():
+            checker.problem("RAY_RESOURCES", "has an empty resource name", fix)
+            return ""
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) \
+                or amount < 0 or amount != amount or amount == float("inf"):
+            checker.problem("RAY_RESOURCES", f"resource {name!r} is not a non-negative number",
+                            fix)
+            return ""
+    return json.dumps(data, separators=(", ", ": ")) if data else ""
+
+
 def validate(
     config: MergedConfig,
     now: Optional[datetime] = None,
@@ -531,6 +561,7 @@ def validate(
     ssh_port = checker.integer("SSH_PORT", 1, 65535)
     ray_join = checker.integer("RAY_JOIN_TIMEOUT", 1)
     grace = checker.integer("SHUTDOWN_GRACE", 0)
+    ray_resources = _check_ray_resources(checker)
     needs_tunnel_text = checker.choice("NEEDS_TUNNEL")
     skyrl_check_mode = checker.choice("SKYRL_CHECK") or "auto"
     predownload_mode = checker.choice("PREDOWNLOAD") or "auto"
@@ -724,7 +755,8 @@ def validate(
         ssh_key=ssh_key,
         egress_probe=egress_probe,
         ray_join_timeout_seconds=ray_join or 300,
-        shutdown_grace_seconds=grace if grace is not None else 30,
+        shutdown_grace_seconds=grace if grace is not None else 15,
+        ray_resources=ray_resources,
         overrides=overrides,
         environment=environment,
         resolved_config=resolved,

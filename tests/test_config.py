@@ -241,3 +241,115 @@ def test_settings_table_is_complete():
 def test_parse_env_text_line_numbers():
     parsed = parse_env_text("\n\n# c\nA=1\n\nB='x\ny'\nC=3\n", "f.env")
     assert [(k, line) for k, _v, line in parsed.bindings] == [("A", 4), ("B", 6), ("C", 8)]
+
+
+# --- secrets never reach a value, the spec or a Problem line (review fix 1, 3) ---------
+
+SHELL_SECRETS = {"WANDB_API_KEY": "sekrit-wandb", "HF_TOKEN": "sekrit-hf", "MY_CRED": "sekrit-cred"}
+
+
+def _all_text(config):
+    return format_config(config) + "\n".join(p.line() for p in config.problems)
+
+
+@pytest.mark.parametrize("line,field,name", [
+    ("+trainer.wandb_key=${WANDB_API_KEY}", "trainer.wandb_key", "WANDB_API_KEY"),
+    ("trainer.x=a-${HF_TOKEN:-none}", "trainer.x", "HF_TOKEN"),
+    ("WANDB_ENTITY=${WANDB_API_KEY}", "WANDB_ENTITY", "WANDB_API_KEY"),
+    ("SKYRL_HOME=/x/${HF_TOKEN}", "SKYRL_HOME", "HF_TOKEN"),
+])
+def test_interpolating_a_secret_is_a_problem_and_never_resolved(envs, line, field, name):
+    tmp, _, environ = envs
+    (tmp / "job.env").write_text(line + "\n")
+    config = load(dict(environ, **SHELL_SECRETS), tmp, "job.env")
+    assert [p.field for p in config.problems] == [field]
+    text = config.problems[0].line()
+    assert "\n" not in text and "${" + name + "}" in text
+    assert "secrets reach the job only through SECRET_ENV_PATH" in text
+    assert "sekrit" not in _all_text(config)
+
+
+def test_interpolating_a_secret_file_key_is_refused_even_with_a_plain_name(envs):
+    tmp, _, environ = envs
+    secret = tmp / "secret.env"
+    secret.write_text("MY_CRED=in-the-file\n")
+    (tmp / "job.env").write_text(f"SECRET_ENV_PATH={secret}\nENV_LOGIN=${{MY_CRED}}\n"
+                                 "ENV_OTHER=${PLAIN_VALUE}\n")
+    config = load(dict(environ, PLAIN_VALUE="fine", **SHELL_SECRETS), tmp, "job.env")
+    assert [p.field for p in config.problems] == ["LOGIN"]
+    assert "${MY_CRED}" in config.problems[0].line()
+    assert config.environment["OTHER"].value == "fine"
+    assert "sekrit" not in _all_text(config) and "in-the-file" not in _all_text(config)
+
+
+@pytest.mark.parametrize("override", ["+trainer.hf_token=hf_abcdef", "generator.api_key=sk-abcdef",
+                                      "++x.daytona_api_key=dtn-abcdef"])
+def test_cli_override_with_a_secret_key_is_refused_without_echo(envs, override):
+    tmp, _, environ = envs
+    config = load(environ, tmp, None, overrides=[override])
+    assert len(config.problems) == 1 and not config.overrides
+    text = config.problems[0].line()
+    assert "SECRET_ENV_PATH" in text and "abcdef" not in text and "\n" not in text
+    assert "abcdef" not in format_config(config)
+
+
+def test_file_override_with_a_secret_key_is_refused(envs):
+    tmp, _, environ = envs
+    (tmp / "job.env").write_text("+trainer.hf_token=hf_abcdef\n")
+    config = load(environ, tmp, "job.env")
+    assert [p.field for p in config.problems] == ["+trainer.hf_token"]
+    assert "abcdef" not in _all_text(config)
+
+
+def test_bad_cli_text_with_a_secret_key_is_not_echoed(envs):
+    tmp, _, environ = envs
+    config = load(environ, tmp, None, overrides=["hf_token=hf_abcdef"])
+    assert len(config.problems) == 1 and "abcdef" not in config.problems[0].line()
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "WANDB_API_KEY", "DAYTONA_API_KEY", "GITHUB_TOKEN",
+                                  "OPENAI_APIKEY", "DB_PASSWORD", "MY_SECRET", "SSH_PRIVATE_KEY",
+                                  "token", "HF_TOKEN_2"])
+def test_secret_names_are_detected(name):
+    from ot_hpc.config import is_secret_name
+
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+                                  "MAX_TOKENS", "SECRETARY", "KEYCLOAK_URL", "SECRET_ENV_PATH"])
+def test_words_that_only_contain_a_secret_word_are_not_secrets(name):
+    from ot_hpc.config import is_secret_name
+
+    assert not is_secret_name(name)
+
+
+def test_tokenizers_parallelism_is_an_ordinary_job_variable(envs):
+    tmp, _, environ = envs
+    (tmp / "job.env").write_text("TOKENIZERS_PARALLELISM=false\nHF_HUB_DISABLE_IMPLICIT_TOKEN=1\n")
+    config = load(environ, tmp, "job.env")
+    assert not config.problems, [p.line() for p in config.problems]
+    assert config.environment["TOKENIZERS_PARALLELISM"].value == "false"
+    assert config.environment["HF_HUB_DISABLE_IMPLICIT_TOKEN"].value == "1"
+
+
+# --- --config not found lists the configs there are (review fix 4) ---------------------
+
+def test_missing_config_lists_the_configs_found(envs):
+    from ot_hpc.config import list_configs
+
+    tmp, envs_dir, environ = envs
+    (envs_dir / "gsm8k.env").write_text("NUM_NODES=1\n")
+    (tmp / "mine.env").write_text("NUM_NODES=1\n")
+    found = list_configs(str(tmp), environ)  # also the repository's envs/ (demo.env ...)
+    assert {"gsm8k.env", "mine.env", "demo.env"} <= set(found) and found == sorted(found)
+    assert not {"local.env", "tacc.env", "jsc.env"} & set(found)  # site env files
+    with pytest.raises(ConfigError) as info:
+        load(environ, tmp, "missing.env")
+    assert "--list-configs" not in str(info.value)
+    assert "mine.env" in str(info.value) and "gsm8k.env" in str(info.value)
+
+
+def test_shutdown_grace_default_is_below_slurm_killwait():
+    setting = next(s for s in SETTINGS if s.key == "SHUTDOWN_GRACE")
+    assert setting.default == "15" and "KillWait" in setting.help

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 import sys
@@ -16,6 +17,7 @@ from ot_hpc.cli import submit as submit_cli
 from ot_hpc.config import load_config
 from ot_hpc.scheduler.base import JobRecord, JobRequest, JobState, Scheduler
 from ot_hpc.spec import read_spec
+from ot_hpc.submission import spec_json
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "gsm8k_tacc_vista_dryrun.txt"
@@ -95,7 +97,8 @@ def build(site, config_name, cli, overrides=()):
 def normalized(text, tmp):
     lines = [line if not line.startswith("#   PYTHONPATH=") else "#   PYTHONPATH=<where ot_hpc is>"
              for line in text.split("\n")]
-    return "\n".join(lines).replace(str(tmp), "<TMP>").replace(str(REPO), "<REPO>")
+    text = "\n".join(lines).replace(str(tmp), "<TMP>").replace(str(REPO), "<REPO>")
+    return re.sub(r"(_\d{8}T\d{6}Z)_[0-9a-f]{6}\.json", r"\1_<6 hex>.json", text)
 
 
 def test_gsm8k_dry_run_matches_golden_file(site):
@@ -118,8 +121,10 @@ def test_gsm8k_request_and_spec(site):
     assert jr.signal_spec == "B:USR2@300"
     assert jr.output_path == f"{tmp}/exp/logs/{jr.name}_%j.log"
     assert jr.name == "gsm8k-1.5b-3n-20250301-141502"
-    assert jr.script == (f"#!/bin/bash\nexec {tmp}/bin/python -m ot_hpc.runner "
-                         f"{tmp}/exp/specs/{jr.name}_20250301T141502Z.json\n")
+    assert re.fullmatch(
+        re.escape(f"#!/bin/bash\nexec {tmp}/bin/python -m ot_hpc.runner "
+                  f"{tmp}/exp/specs/{jr.name}_20250301T141502Z_") + r"[0-9a-f]{6}\.json\n",
+        jr.script)
     assert "trainer.placement.policy_num_nodes=3" in spec.overrides
     assert "generator.num_inference_engines=3" in spec.overrides
     assert spec.overrides[-1] == "trainer.resume_mode=latest"  # ckpt_path given by gsm8k.env
@@ -240,6 +245,63 @@ def test_schedule_writes_spec_0600_and_submits(site):
     logs = os.path.join(request.job.experiments_dir, "logs")
     assert os.path.isdir(logs)
     assert submitted.log_path == f"{logs}/{request.job.job_name}_4242.log"
+
+
+def test_same_name_same_second_gets_distinct_specs(site):
+    """Two submissions of one job name in one second must not share a spec file."""
+    first = build(site, "demo.env", {"CLUSTER": "local", "JOB_NAME": "twin"}, ["+a.b=1"])
+    second = build(site, "demo.env", {"CLUSTER": "local", "JOB_NAME": "twin"}, ["+a.b=2"])
+    assert first.spec_path != second.spec_path
+    assert re.fullmatch(r"twin_20250301T141502Z_[0-9a-f]{6}\.json",
+                        os.path.basename(first.spec_path))
+    one = submission.schedule(first, RecordingScheduler())
+    two = submission.schedule(second, RecordingScheduler())
+    assert "+a.b=1" in read_spec(one.spec_path).overrides
+    assert "+a.b=2" in read_spec(two.spec_path).overrides
+
+
+def test_write_spec_never_overwrites(site):
+    from ot_hpc.spec import write_spec
+
+    first = build(site, "demo.env", {"CLUSTER": "local"}, ["+a.b=1"])
+    second = build(site, "demo.env", {"CLUSTER": "local"}, ["+a.b=2"])
+    write_spec(first.spec_path, first.spec)
+    with pytest.raises(FileExistsError):
+        write_spec(first.spec_path, second.spec)
+    assert read_spec(first.spec_path) == first.spec
+    assert os.listdir(os.path.dirname(first.spec_path)) == [os.path.basename(first.spec_path)]
+    assert stat.S_IMODE(os.stat(first.spec_path).st_mode) == 0o600
+
+
+def test_ray_resources_reach_the_spec(site):
+    request = build(site, "demo.env", {"CLUSTER": "local",
+                                       "RAY_RESOURCES": '{"vllm_instance": 1}'})
+    assert json.loads(request.spec.ray_resources) == {"vllm_instance": 1}
+    assert "ray_resources" in spec_json(request)
+
+
+def test_tacc_site_env_registers_the_vllm_instance_resource():
+    from ot_hpc.config import read_env_file
+
+    values = {k: v for k, v, _ in read_env_file(str(REPO / "envs" / "tacc.env")).bindings}
+    assert json.loads(values["RAY_RESOURCES"]) == {"vllm_instance": 1}
+
+
+def test_secret_interpolation_never_reaches_spec_or_dry_run(site):
+    """The login shell's HF_TOKEN must not be pulled in by ${HF_TOKEN} (review fix 1)."""
+    from ot_hpc.config import format_config
+
+    tmp, environ = site
+    demo = (REPO / "envs" / "demo.env").read_text()
+    (tmp / "leak.env").write_text(demo + "\n+trainer.wandb_key=${HF_TOKEN}\n")
+    (tmp / "fine.env").write_text(demo + "\n+trainer.wandb_key=${HOME}\n")
+    assert build(site, "fine.env", {"CLUSTER": "local"}).spec  # the same, without a secret
+    with pytest.raises(submission.ValidationFailed) as failed:
+        build(site, "leak.env", {"CLUSTER": "local"})
+    lines = [p.line() for p in failed.value.problems]
+    assert len(lines) == 1 and "${HF_TOKEN}" in lines[0] and "SECRET_ENV_PATH" in lines[0]
+    config = load_config("leak.env", {"CLUSTER": "local"}, [], environ=environ, cwd=str(tmp))
+    assert "login-shell-token" not in format_config(config) + "\n".join(lines)
 
 
 def test_failed_submission_leaves_no_spec(site):

@@ -214,3 +214,14 @@ def test_predownload_on_dry_run_downloads_nothing_then_submits_snapshots(slurm_c
             subprocess.run(["scancel", str(job_id)], capture_output=True)
     finally:
         hub.close()
+
+
+def test_list_configs_names_the_job_configs(tmp_path):
+    repo = str(Path(__file__).resolve().parent.parent)
+    (tmp_path / "mine.env").write_text("NUM_NODES=1\n")
+    result = subprocess.run([sys.executable, "-m", "ot_hpc.cli.submit", "--list-configs"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": repo})
+    assert result.returncode == 0, result.stderr
+    names = result.stdout.split()
+    assert "mine.env" in names and "gsm8k.env" in names and "demo.env" in names
+    assert "jsc.env" not in names  # site env files are not job configs

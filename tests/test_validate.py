@@ -1,6 +1,7 @@
 """Validation: every rule failing alone, and all of them together."""
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timezone
 
@@ -109,6 +110,12 @@ CASES = [
     ("secret in config", {"HF_TOKEN": "hf_secret"}, (), "HF_TOKEN"),
     ("job name unusable", {"JOB_NAME": "///"}, (), "JOB_NAME"),
     ("undefined variable", {"SKYRL_HOME": "${UNDEFINED_THING}"}, (), "SKYRL_HOME"),
+    ("ray resources not json", {"RAY_RESOURCES": "vllm_instance=1"}, (), "RAY_RESOURCES"),
+    ("ray resources not an object", {"RAY_RESOURCES": "[1, 2]"}, (), "RAY_RESOURCES"),
+    ("ray resources negative", {"RAY_RESOURCES": "'{\"vllm_instance\": -1}'"}, (),
+     "RAY_RESOURCES"),
+    ("ray resources not a number", {"RAY_RESOURCES": "'{\"vllm_instance\": \"one\"}'"}, (),
+     "RAY_RESOURCES"),
 ]
 
 
@@ -247,3 +254,14 @@ def test_validation_writes_nothing(world):
     run(world, {**BASE, "EXPERIMENTS_DIR": str(tmp / "new" / "deep")})
     after = sorted(os.listdir(tmp))
     assert [p for p in after if p != "job.env"] == [p for p in before if p != "job.env"]
+
+
+def test_ray_resources_are_carried_as_json(world):
+    result = run(world, {**BASE, "RAY_RESOURCES": '{"vllm_instance": 1, "big": 0.5}'})
+    assert result.ok, [p.line() for p in result.problems]
+    assert json.loads(result.job.ray_resources) == {"vllm_instance": 1, "big": 0.5}
+    assert run(world, BASE).job.ray_resources == ""
+
+
+def test_shutdown_grace_defaults_to_15_seconds(world):
+    assert run(world, BASE).job.shutdown_grace_seconds == 15

@@ -14,7 +14,7 @@ set -euo pipefail
 
 PORT="${OT_LOCAL_SSHD_PORT:-2222}"
 STATE_DIR="${OT_LOCAL_SSHD_DIR:-/var/lib/ot-hpc-local/ssh}"
-RUN_DIR=/run/ot-hpc-local-sshd
+RUN_DIR="${OT_LOCAL_SSHD_RUN_DIR:-/run/ot-hpc-local-sshd}"
 PID_FILE=$RUN_DIR/sshd.pid
 LOG_FILE=/var/log/ot-hpc-local-sshd.log
 CONFIG=$STATE_DIR/sshd_config
@@ -27,13 +27,24 @@ say() { printf '[local-sshd] %s\n' "$*"; }
 die() { printf '[local-sshd] ERROR: %s\n' "$*" >&2; exit 1; }
 
 read_pid() { [[ -r $PID_FILE ]] && head -c 32 "$PID_FILE" | tr -dc '0-9' || true; }
-# Is the pid in the pid file a live sshd (not a recycled pid of something else)?
+# Is the pid in the pid file a live sshd started with OUR config (`-f $CONFIG`), not the
+# system sshd, another sshd or a recycled pid of something else?
 running() {
     local pid exe
     pid=$(read_pid)
     [[ -n $pid ]] || return 1
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-    [[ ${exe% (deleted)} == */sshd ]]
+    [[ ${exe% (deleted)} == */sshd ]] || return 1
+    has_our_config "$pid"
+}
+
+# Does /proc/<pid>/cmdline hold `-f $CONFIG`? sshd rewrites its title to one string
+# ("sshd: /usr/sbin/sshd -D -e -f <config> [listener] ..."), so NULs become spaces and the
+# match is on word boundaries.
+has_our_config() {
+    local line
+    line=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+    [[ " $line " == *" -f $CONFIG "* ]]
 }
 
 answers() {  # the port speaks SSH

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print every setting with where its value came from, then exit")
     parser.add_argument("--list-settings", action="store_true",
                         help="list every setting (env key, flag, default), then exit")
+    parser.add_argument("--list-configs", action="store_true",
+                        help="list the job configs --config finds (here, then envs/), then exit")
     parser.add_argument("--wait", action="store_true",
                         help="follow the job to its end; exit with its result")
     group = parser.add_argument_group("settings (also KEY=value in the job config)")
@@ -86,6 +88,11 @@ def body(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.list_settings:
         sys.stdout.write(format_settings_table())
+        return EXIT_OK
+    if args.list_configs:
+        from ..config import list_configs
+
+        sys.stdout.write("".join(name + "\n" for name in list_configs()))
         return EXIT_OK
 
     from ..clusters import ClusterError

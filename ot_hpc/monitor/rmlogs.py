@@ -4,7 +4,8 @@ Only files that are ours are ever candidates:
 
 * in ``<experiments>/logs/``: ``<name>_<jobid>.log``, ``<name>_<jobid>.out``,
   ``<name>_<jobid>.state.json`` and Slurm's ``slurm-<jobid>.out``;
-* in ``<experiments>/specs/``: ``<name>_<YYYYmmddTHHMMSSZ>.json`` (ot-submit's specs);
+* in ``<experiments>/specs/``: ``<name>_<YYYYmmddTHHMMSSZ>_<6 hex>.json`` (ot-submit's
+  specs; older ones have no hex suffix);
 
 regular files only (a symbolic link is never followed nor deleted, nor is a ``logs`` or
 ``specs`` directory that is a link), owned by the user running ot-rmlogs, not in a
@@ -25,7 +26,8 @@ from typing import FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tu
 from .dirs import LOGS, SPECS
 
 _LOG = re.compile(r"^(?:(?P<name>.+)_|slurm-)(?P<id>\d+)(?:\.log|\.out|\.state\.json)$")
-_SPEC = re.compile(r"^(?P<name>.+)_\d{8}T\d{6}Z\.json$")
+# <name>_<UTC stamp>_<6 hex>.json, and the older <name>_<UTC stamp>.json.
+_SPEC = re.compile(r"^(?P<name>.+)_\d{8}T\d{6}Z(?:_[0-9a-f]{6})?\.json$")
 _LOG_SUFFIXES = (".log", ".out", ".state.json")
 
 

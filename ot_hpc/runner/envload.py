@@ -58,31 +58,78 @@ def secret_file_warning(path: str) -> Optional[str]:
     return None
 
 
+# Where the module system (Lmod, Environment Modules) keeps its bash init script. A
+# non-interactive, non-login ``bash -c`` has no ``module`` function: it is defined by
+# these files, which a login shell sources through /etc/profile.d.
+MODULE_INIT_SCRIPTS = (
+    "$LMOD_PKG/init/bash",
+    "/etc/profile.d/lmod.sh",
+    "/etc/profile.d/z00_lmod.sh",
+    "/etc/profile.d/modules.sh",
+    "/usr/share/lmod/lmod/init/bash",
+    "/usr/share/modules/init/bash",
+)
+EXIT_NO_MODULE_SYSTEM = 14
+ENV_MARKER = "OT_HPC_ACTIVATED_ENV_FOLLOWS"
+
+
+def _module_init_snippet() -> str:
+    """bash that defines ``module`` when it is not a function yet: the first init script
+    that exists is sourced; exit 14 when there is none (the caller retries in ``bash -l``)."""
+    candidates = " ".join(
+        ('"$LMOD_PKG/init/bash"' if path.startswith("$LMOD_PKG") else f"'{path}'")
+        for path in MODULE_INIT_SCRIPTS
+    )
+    return (
+        'if [ "$(type -t module)" != function ]; then '
+        f"for __ot_init in {candidates}; do "
+        'case "$__ot_init" in /init/bash) continue;; esac; '  # LMOD_PKG unset
+        'if [ -f "$__ot_init" ]; then . "$__ot_init"; break; fi; '
+        "done; unset __ot_init; "
+        "fi; "
+        f'if [ "$(type -t module)" != function ]; then exit {EXIT_NO_MODULE_SYSTEM}; fi; '
+    )
+
+
 def activation_command(
-    env_activate: Optional[str], conda_env: Optional[str], modules: Sequence[str]
+    env_activate: Optional[str], conda_env: Optional[str], modules: Sequence[str],
+    login: bool = False,
 ) -> Optional[List[str]]:
     """bash argv that loads modules, sources the activation script, activates conda, and
-    prints the resulting environment NUL-separated. Values travel as positional
-    parameters (never pasted into the script). None when there is nothing to activate."""
+    prints the resulting environment NUL-separated (after a marker, so anything a login
+    profile prints on stdout is ignored). Values travel as positional parameters (never
+    pasted into the script). Before ``module load`` the module system is initialised
+    (see :data:`MODULE_INIT_SCRIPTS`); ``login=True`` runs ``bash -l`` instead, for
+    sites where only the login profile defines ``module``. None when there is nothing
+    to activate."""
     if not (env_activate or conda_env or modules):
         return None
     script = (
         "{ "
-        'if [ -n "$2" ]; then module load $2 || exit 11; fi; '
+        'if [ -n "$2" ]; then ' + _module_init_snippet() + "module load $2 || exit 11; fi; "
         'if [ -n "$1" ]; then . "$1" || exit 12; fi; '
         'if [ -n "$3" ]; then conda activate "$3" || exit 13; fi; '
-        "} 1>&2; exec env -0"
+        "} 1>&2; "
+        f"printf '\\0{ENV_MARKER}\\0'; exec env -0"
     )
-    return ["bash", "-c", script, "ot-hpc-activate", env_activate or "", " ".join(modules), conda_env or ""]
+    shell = ["bash", "-l", "-c"] if login else ["bash", "-c"]
+    return [*shell, script, "ot-hpc-activate", env_activate or "", " ".join(modules), conda_env or ""]
 
 
 def parse_env0(blob: bytes) -> Dict[str, str]:
+    marker = b"\0" + ENV_MARKER.encode() + b"\0"
+    if marker in blob:
+        blob = blob.split(marker, 1)[1]
     env: Dict[str, str] = {}
     for item in blob.split(b"\0"):
         if b"=" in item:
             key, _, value = item.partition(b"=")
             env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
     return env
+
+
+class NoModuleSystem(PhaseError):
+    """MODULES is set but ``module`` could not be defined (exit 14 of the activation)."""
 
 
 def run_activation(argv: List[str], env: Mapping[str, str]) -> Tuple[Dict[str, str], str]:
@@ -95,6 +142,12 @@ def run_activation(argv: List[str], env: Mapping[str, str]) -> Tuple[Dict[str, s
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PhaseError(f"activating the environment failed: {exc}", exit_code=2) from None
     errors = done.stderr.decode("utf-8", "replace")
+    if done.returncode == EXIT_NO_MODULE_SYSTEM:
+        login = "-l" in argv[:2]
+        raise NoModuleSystem(
+            "module load failed: no module system: `module` is not a shell function and none of "
+            + ", ".join(MODULE_INIT_SCRIPTS) + " exists"
+            + (" (not even in a login shell)" if login else ""), exit_code=2)
     if done.returncode != 0:
         step = {11: "module load", 12: "sourcing ENV_ACTIVATE", 13: "conda activate"}.get(
             done.returncode, "activation"
@@ -145,7 +198,13 @@ def load_environment(spec, base: Mapping[str, str], nccl_ifname: Optional[str] =
     modules = _modules_of(getattr(spec, "modules", None) or env.get("MODULES"))
     argv = activation_command(env_activate, conda_env, modules)
     if argv is not None:
-        activated, _errors = run_activation(argv, env)
+        try:
+            activated, _errors = run_activation(argv, env)
+        except NoModuleSystem:
+            # No init script where we look: the site's login profile may still define it.
+            notes.append("no module init script found: loading modules in a login shell (bash -l)")
+            activated, _errors = run_activation(
+                activation_command(env_activate, conda_env, modules, login=True) or [], env)
         changed = sorted(k for k, v in activated.items() if env.get(k) != v)
         env = activated
         env.update(spec_env)  # the job's own settings win over what activation exported

@@ -33,7 +33,7 @@ from .envload import load_environment
 from .jobenv import JobEnvironment, NotInSlurmJob
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
-from .ray_cluster import RayCluster, Stopped, node_address, nodes_share_host
+from .ray_cluster import RayCluster, Stopped, node_address, nodes_share_host, parse_ray_resources
 from .trainer import Trainer
 
 EXIT_ENV = 2
@@ -55,6 +55,9 @@ class StateFile:
         self._warned = False
 
     def update(self, **changes) -> None:
+        if changes.get("message"):
+            # ot-status --json prints it; a PhaseError may quote a child's stderr.
+            changes["message"] = self.log.redactor(str(changes["message"]))
         with self._lock:
             now = time.time()
             if "phase" in changes and changes["phase"] != self.state.phase:
@@ -118,6 +121,8 @@ class Runner:
         self.ray: Optional[RayCluster] = None
         self.trainer: Optional[Trainer] = None
         self.upload_failed = False
+        self.secret_keys: tuple = ()  # names from the secret env file (values never kept here)
+        self.trainer_exit: Optional[int] = None  # the trainer's own exit status, once known
         self.state = StateFile(spec.state_path(job.job_id), RunState(
             job_id=job.job_id, phase="starting", phase_started_at=time.time(), updated_at=time.time(),
             nodes_expected=job.num_nodes, restart_count=job.restart_count,
@@ -127,6 +132,10 @@ class Runner:
 
     # ---- signals -------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
+        if signum == signal.SIGUSR2 and self.trainer_exit == 0:
+            self.pending_notes.append("USR2: the time limit is near, but the trainer already succeeded: "
+                                      "not stopping, never requeued")
+            return
         if signum == signal.SIGUSR2 and not requeue.should_requeue(
                 requeue.TIME_LIMIT, self.job.restart_count, self.spec.max_restarts):
             self.pending_notes.append("USR2: the time limit is near and no restart is left: "
@@ -152,6 +161,7 @@ class Runner:
         self.cluster = detect(spec, self.environ, self.log)
         loaded = load_environment(spec, self.environ, getattr(self.cluster, "nccl_socket_ifname", None))
         self.log.redactor = loaded.redactor
+        self.secret_keys = tuple(loaded.secret_keys)
         for note in loaded.notes:
             self.log.line("environment", note)
         self.env = loaded.env
@@ -225,7 +235,7 @@ class Runner:
         argv = egress.ssh_argv(login, bind, self.plan.tunnel, spec.ssh_port, spec.ssh_user, key,
                                self.env.get(SSH_KNOWN_HOSTS_VAR) or None)
         self.tunnel = egress.Tunnel(argv, bind, self.plan.tunnel, lambda m: self.log.line("tunnel", m),
-                                    env=self.env, on_restart=self._tunnel_restarted)
+                                    env=self.tunnel_environment(), on_restart=self._tunnel_restarted)
         target = f"{spec.ssh_user + '@' if spec.ssh_user else ''}{login}:{spec.ssh_port}"
         try:
             seconds = self.tunnel.start()
@@ -245,16 +255,27 @@ class Runner:
         except OSError as exc:
             self.log.line("egress", f"WARNING: {host}:{port} not reachable through the tunnel: {exc}")
 
+    def tunnel_environment(self) -> Dict[str, str]:
+        """The job's environment less the secrets: ssh needs none of them, and a user's
+        ``SendEnv`` would ship them to the login node."""
+        secret = set(self.secret_keys)
+        return {k: v for k, v in self.env.items() if k not in secret}
+
     def _tunnel_restarted(self, restarts: int, pid: int) -> None:
         self.state.update(tunnel_restarts=restarts, details={"tunnel_pid": pid})
 
     def phase_ray(self) -> None:
         self.state.update(phase="ray")
+        # Custom Ray resources (e.g. TACC's {"vllm_instance": 1}); older specs lack the field.
+        resources = parse_ray_resources(getattr(self.spec, "ray_resources", "") or "")
+        if resources:
+            self.log.line("ray", f"custom resources {resources} on every node")
         ray_env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
         self.ray = RayCluster(
             self.job, self.plan, self.addresses, ray_env, self.log, self.spec.python,
             float(self.spec.ray_join_timeout_seconds), self.shared_host,
             on_progress=lambda ready, total: self.state.update(nodes_ready=ready),
+            resources=resources,
         )
         self.state.update(head_address=self.ray.gcs_address, dashboard_url=self.ray.dashboard_url)
         seconds = self.ray.start(self.stop_event)
@@ -276,8 +297,11 @@ class Runner:
         self.trainer.start()
         self.state.update(details={"trainer_pid": self.trainer.pid})
         code = self.trainer.wait(self.stop_event, tick=self._training_tick)
+        if code is None and not self.trainer.running():
+            code = self.trainer.exit_code()  # it ended on its own as the signal arrived
         if code is None:
             raise Stopped("stopped by a signal during training")
+        self.trainer_exit = code
         self.log.line("training", f"trainer exited with code {code}")
         return code
 
@@ -382,13 +406,18 @@ class Runner:
                     except PhaseError:
                         self.upload_failed = True
                         raise
+                elif code != 0:
+                    self.log.line("upload", f"skipped: the trainer exited with code {code}; "
+                                            f"nothing is uploaded after a failure")
                 else:
-                    why = (f"the trainer exited with code {code}" if code != 0
-                           else "the job is being stopped")
-                    self.log.line("upload", f"skipped: {why}; nothing is uploaded after a failure")
+                    self.upload_failed = True
+                    raise PhaseError("the trainer succeeded but the upload was skipped: the job is "
+                                     "being stopped (the model stays on disk)", EXIT_UPLOAD)
         except Stopped:
             code = 128 + (self.stop_signal or signal.SIGTERM)
             message = f"stopped by {signal.Signals(self.stop_signal or signal.SIGTERM).name}"
+            if self.trainer_exit == 0 and self.spec.upload_repo:
+                self.upload_failed = True  # stopped during the upload: training is done
         except PhaseError as exc:
             code, message = exc.exit_code, str(exc)
         except Exception as exc:  # a bug: still shut down, and say what happened in one line
@@ -404,9 +433,9 @@ class Runner:
         return self.finish(code, message)
 
     def finish(self, code: int, message: Optional[str]) -> int:
-        result = requeue.outcome(code, self.stop_signal)
-        if self.upload_failed and result == requeue.FAILURE:
-            result = requeue.UPLOAD_FAILED  # training succeeded: running it again would not help
+        # Once the trainer exited 0, a later signal or a failed upload never requeues:
+        # running the job again would train again.
+        result = requeue.outcome(code, self.stop_signal, self.trainer_exit, self.upload_failed)
         decision = requeue.should_requeue(result, self.job.restart_count, self.spec.max_restarts)
         if self.spec.max_restarts:
             self.log.line("runner", requeue.describe(result, self.job.restart_count, self.spec.max_restarts))

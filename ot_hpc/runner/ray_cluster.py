@@ -75,7 +75,35 @@ def temp_dir_for(job_id: str, index: int, root: str = "/tmp") -> str:
     return os.path.join(root, f"ot-ray-{job_id}-{index}")
 
 
-def head_args(plan: PortPlan, ip: str, cpus: int, gpus: int, temp_dir: str) -> List[str]:
+# Resource names Ray sets from its own flags; --resources may not name them.
+RAY_BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def parse_ray_resources(text: Optional[str]) -> str:
+    """The spec's ``ray_resources`` (a JSON object such as ``{"vllm_instance": 1}``) as
+    the compact JSON for ``ray start --resources``; "" when unset. Raises PhaseError
+    (one line, exit code 4) when it is not an object of non-negative numbers."""
+    text = (text or "").strip()
+    if not text:
+        return ""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise PhaseError(f"RAY_RESOURCES {text!r} is not valid JSON ({exc}): "
+                         f"write a JSON object such as '{{\"vllm_instance\": 1}}'", EXIT_RAY)
+    if not isinstance(value, dict):
+        raise PhaseError(f"RAY_RESOURCES {text!r} must be a JSON object such as "
+                         f"'{{\"vllm_instance\": 1}}'", EXIT_RAY)
+    for key, amount in value.items():
+        if not key or key in RAY_BUILTIN_RESOURCES:
+            raise PhaseError(f"RAY_RESOURCES key {key!r} is not a custom resource "
+                             f"(CPUs and GPUs come from the allocation)", EXIT_RAY)
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            raise PhaseError(f"RAY_RESOURCES {key!r} must be a non-negative number, not {amount!r}", EXIT_RAY)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def head_args(plan: PortPlan, ip: str, cpus: int, gpus: int, temp_dir: str, resources: str = "") -> List[str]:
     return [
         "start", "--head", "--block", "--disable-usage-stats",
         f"--node-ip-address={ip}", f"--port={plan.gcs}",
@@ -83,14 +111,17 @@ def head_args(plan: PortPlan, ip: str, cpus: int, gpus: int, temp_dir: str) -> L
         f"--ray-client-server-port={plan.client_server}",
         *plan.node(0).ray_args(),
         f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--temp-dir={temp_dir}",
+        *([f"--resources={resources}"] if resources else []),
     ]
 
 
-def worker_args(plan: PortPlan, index: int, head: str, ip: str, cpus: int, gpus: int, temp_dir: str) -> List[str]:
+def worker_args(plan: PortPlan, index: int, head: str, ip: str, cpus: int, gpus: int, temp_dir: str,
+                resources: str = "") -> List[str]:
     return [
         "start", "--block", "--disable-usage-stats", f"--address={head}",
         f"--node-ip-address={ip}", *plan.node(index).ray_args(),
         f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--temp-dir={temp_dir}",
+        *([f"--resources={resources}"] if resources else []),
     ]
 
 
@@ -145,8 +176,10 @@ class RayCluster:
         poll_interval: float = 0.2,
         temp_root: str = "/tmp",
         on_progress: Optional[Callable[[int, int], None]] = None,
+        resources: str = "",
     ) -> None:
         self.job = job
+        self.resources = resources  # compact JSON for --resources (see parse_ray_resources), or ""
         self.plan = plan
         self.env = dict(env)
         self.log = log
@@ -212,10 +245,11 @@ class RayCluster:
                                        f"{ports.min_worker}-{ports.max_worker}"]
         ray = ray_command(self.python)
         if node.index == 0:
-            args = head_args(self.plan, node.ip, node.cpus, node.gpus, self.temp_dirs[node.name])
+            args = head_args(self.plan, node.ip, node.cpus, node.gpus, self.temp_dirs[node.name],
+                             self.resources)
         else:
             args = worker_args(self.plan, node.index, self.gcs_address, node.ip, node.cpus, node.gpus,
-                               self.temp_dirs[node.name])
+                               self.temp_dirs[node.name], self.resources)
         return argv + ["--"] + ray + args
 
     def _spawn(self, argv: List[str], env: Mapping[str, str], sink):

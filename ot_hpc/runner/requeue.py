@@ -17,9 +17,14 @@ CANCELLED = "cancelled"  # SIGTERM/SIGINT/SIGHUP: scancel, or Slurm ending the j
 UPLOAD_FAILED = "upload-failed"  # the trainer succeeded, the upload did not: never requeued
 
 
-def outcome(exit_code: int, stop_signal: Optional[int]) -> str:
+def outcome(exit_code: int, stop_signal: Optional[int], trainer_exit: Optional[int] = None,
+            upload_failed: bool = False) -> str:
+    """What happened to this run. Once the trainer has exited 0 the run is a success (or
+    an upload failure), whatever signal arrives afterwards: requeueing it would train again."""
     import signal
 
+    if trainer_exit == 0:
+        return UPLOAD_FAILED if upload_failed else SUCCESS
     if stop_signal == signal.SIGUSR2:
         return TIME_LIMIT
     if stop_signal is not None:

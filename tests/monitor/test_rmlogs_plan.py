@@ -30,7 +30,13 @@ def entry(name, mtime=OLD, type_=FILE, size=10, uid=UID):
     ("logs", "gsm8k.log", None),
     ("logs", ".state-abc123", None),
     ("logs", "gsm8k_20261128T120000Z.json", None),
-    ("specs", "gsm8k_20261128T120000Z.json", (None, "gsm8k")),
+    ("specs", "gsm8k_20261128T120000Z.json", (None, "gsm8k")),  # before the hex suffix
+    ("specs", "gsm8k_20261128T120000Z_0a9fc3.json", (None, "gsm8k")),
+    ("specs", "gsm8k-1.5b-2n-20261128-120000_20261128T120000Z_ffffff.json",
+     (None, "gsm8k-1.5b-2n-20261128-120000")),
+    ("specs", "gsm8k_20261128T120000Z_0a9fc.json", None),
+    ("specs", "gsm8k_20261128T120000Z_0A9FC3.json", None),
+    ("specs", ".spec-abc123", None),
     ("specs", "gsm8k.json", None),
     ("specs", "gsm8k_12.log", None),
     ("other", "gsm8k_12.log", None),
@@ -87,6 +93,8 @@ def tree(tmp_path):
         "logs/new_12.log": 1, "logs/active_13.log": 30, "logs/notes.txt": 30,
         "logs/sub/deep_14.log": 30, "specs/old_20260101T000000Z.json": 30,
         "specs/active_20260101T000000Z.json": 30, "specs/config.json": 30,
+        "specs/old_20260102T000000Z_abc123.json": 30,
+        "specs/active_20260102T000000Z_abc123.json": 30,
     }
     for rel, days in files.items():
         (exp / rel).write_text("x" * 7)
@@ -104,12 +112,13 @@ def test_make_plan_and_delete_never_follow_links(tree):
         planned = sorted(os.path.join(os.path.basename(d.directory), name)
                          for d in plan.directories for name, _, _ in d.delete)
         assert planned == ["logs/old_10.log", "logs/old_10.state.json", "logs/slurm-11.out",
-                           "specs/old_20260101T000000Z.json"]
-        assert plan.links == 2 and plan.kept_active == 2 and plan.bytes == 28
+                           "specs/old_20260101T000000Z.json",
+                           "specs/old_20260102T000000Z_abc123.json"]
+        assert plan.links == 2 and plan.kept_active == 3 and plan.bytes == 35
         outcome = delete(plan, fds)
     finally:
         close_all(fds)
-    assert outcome.files == 4 and outcome.bytes == 28 and outcome.errors == ()
+    assert outcome.files == 5 and outcome.bytes == 35 and outcome.errors == ()
     left = []
     for root, dirs, names in os.walk(exp):  # os.walk lists a link to a directory among dirs
         links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
@@ -117,7 +126,7 @@ def test_make_plan_and_delete_never_follow_links(tree):
     left.sort()
     assert left == ["logs/active_13.log", "logs/dirlink_16.log", "logs/link_15.log", "logs/new_12.log",
                     "logs/notes.txt", "logs/sub/deep_14.log", "specs/active_20260101T000000Z.json",
-                    "specs/config.json"]
+                    "specs/active_20260102T000000Z_abc123.json", "specs/config.json"]
     assert victim.read_text() == "must survive"
 
 

@@ -69,3 +69,76 @@ def test_activation_command_none_without_settings():
 def test_prepend_path():
     assert prepend_path("/a:/b", "/c:/a") == "/c:/a:/b"
     assert prepend_path(None, None) is None
+
+
+def _fake_module_system(directory):
+    """An init script like Lmod's: defines a `module` shell function (no real Lmod here)."""
+    init = directory / "init"
+    init.mkdir(parents=True)
+    (init / "bash").write_text(
+        'module() {\n'
+        '  if [ "$1" = load ]; then shift; export LOADEDMODULES="$*"; export FAKE_CUDA_HOME=/opt/cuda;\n'
+        '  else echo "unknown module command $1" >&2; return 1; fi\n'
+        '}\n')
+    return str(directory)
+
+
+def test_module_load_initialises_the_module_system(tmp_path):
+    """A non-login `bash -c` has no `module` function: the init script must be sourced first."""
+    lmod = _fake_module_system(tmp_path / "lmod")
+    loaded = load_environment(FakeSpec(modules=("gcc", "cuda/12")),
+                              {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LMOD_PKG": lmod})
+    assert loaded.env["LOADEDMODULES"] == "gcc cuda/12"
+    assert loaded.env["FAKE_CUDA_HOME"] == "/opt/cuda"
+    assert loaded.env["PATH"] == "/usr/bin:/bin"
+
+
+def test_module_load_failure_names_the_step(tmp_path):
+    lmod = tmp_path / "lmod"
+    (lmod / "init").mkdir(parents=True)
+    (lmod / "init" / "bash").write_text('module() { echo "Lmod has detected the following error: nope" >&2; return 1; }\n')
+    import pytest
+
+    from ot_hpc.runner.joblog import PhaseError
+
+    with pytest.raises(PhaseError, match=r"module load failed \(exit 11\): Lmod has detected"):
+        load_environment(FakeSpec(modules=("nope",)),
+                         {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LMOD_PKG": str(lmod)})
+
+
+def _system_has_module_init():
+    from ot_hpc.runner.envload import MODULE_INIT_SCRIPTS
+
+    return any(os.path.isfile(p) for p in MODULE_INIT_SCRIPTS if not p.startswith("$"))
+
+
+def test_module_load_falls_back_to_a_login_shell(tmp_path):
+    import pytest
+
+    if _system_has_module_init():
+        pytest.skip("this machine has a module init script")
+    home = tmp_path / "home"
+    home.mkdir()
+    # Only the login profile defines `module`, and it chatters on stdout.
+    (home / ".bash_profile").write_text(
+        'echo "Welcome to the cluster"\n'
+        'module() { shift; export LOADEDMODULES="$*"; }\n')
+    loaded = load_environment(FakeSpec(modules=("gcc",), environment={"KEEP": "x y"}),
+                              {"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    assert loaded.env["LOADEDMODULES"] == "gcc"
+    assert loaded.env["KEEP"] == "x y"
+    assert not any(k.startswith("Welcome") or "Welcome" in k for k in loaded.env)
+    assert any("login shell" in n for n in loaded.notes)
+
+
+def test_no_module_system_is_one_clear_line(tmp_path):
+    import pytest
+
+    from ot_hpc.runner.joblog import PhaseError
+
+    if _system_has_module_init():
+        pytest.skip("this machine has a module init script")
+    home = tmp_path / "home"
+    home.mkdir()
+    with pytest.raises(PhaseError, match="no module system"):
+        load_environment(FakeSpec(modules=("gcc",)), {"PATH": "/usr/bin:/bin", "HOME": str(home)})
