@@ -159,3 +159,23 @@ class FakeHub:
                       "pullRequestUrl": None}
             return self.send(handler, 200, json.dumps(answer).encode())
         return self.send(handler, 404, b"{}")
+
+
+def write_offline_site(tmp, hub_url: str, token: str, data_lines: str) -> None:
+    """An offline cluster's site env and a job config for ot-submit tests: the HF cache in
+    ``tmp/hub``, ``HF_ENDPOINT`` at the fake hub, a 0600 secret file holding ``token``, a
+    stand-in trainer interpreter, and a job config naming ``org/tiny-model`` plus
+    ``data_lines`` (``TRAIN_DATA=...`` / ``VAL_DATA=...`` lines)."""
+    secret = tmp / "secret.env"
+    secret.write_text(f"HF_TOKEN={token}\n")
+    secret.chmod(0o600)
+    python = tmp / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    (tmp / "envs" / "local.env").write_text(
+        f"EXPERIMENTS_DIR={tmp}/exp\nPYTHON={python}\nHF_HUB_CACHE={tmp}/hub\n"
+        f"HF_ENDPOINT={hub_url}\nSECRET_ENV_PATH={secret}\n")
+    (tmp / "job.env").write_text(
+        "CLUSTER=offline\nNUM_NODES=1\nTIME_LIMIT=5\nGPUS_PER_NODE=0\n"
+        "SKYRL_ENTRYPOINT=ot_hpc.demo_trainer\nMODEL_PATH=org/tiny-model\n" + data_lines)

@@ -14,7 +14,7 @@ from ot_hpc.cli import submit as submit_cli
 from ot_hpc.harbor import HarborError, UnsafeEntry
 from ot_hpc.spec import read_spec
 
-from .fakehub import FakeHub
+from .fakehub import FakeHub, write_offline_site
 from .test_predownload import (MODEL_SHA, TOKEN, huggingface_hub,  # noqa: F401
                                no_proxies_no_offline, populate_cache, world)
 from .test_submission import RecordingScheduler
@@ -261,20 +261,7 @@ def tb_site(world, monkeypatch, tmp_path_factory):
         ("dataset", "org/tb-tasks"): {"sha": TASKS_SHA, "files": {
             "tasks_new.parquet": source.read_bytes(), "README.md": b"# tasks"}},
     })
-    secret = tmp / "secret.env"
-    secret.write_text(f"HF_TOKEN={TOKEN}\n")
-    secret.chmod(0o600)
-    python = tmp / "bin" / "python"
-    python.parent.mkdir()
-    python.write_text("#!/bin/sh\n")
-    python.chmod(0o755)
-    (tmp / "envs" / "local.env").write_text(
-        f"EXPERIMENTS_DIR={tmp}/exp\nPYTHON={python}\nHF_HUB_CACHE={tmp}/hub\n"
-        f"HF_ENDPOINT={hub.url}\nSECRET_ENV_PATH={secret}\n")
-    (tmp / "job.env").write_text(
-        "CLUSTER=offline\nNUM_NODES=1\nTIME_LIMIT=5\nGPUS_PER_NODE=0\n"
-        "SKYRL_ENTRYPOINT=ot_hpc.demo_trainer\nMODEL_PATH=org/tiny-model\n"
-        "TRAIN_DATA=org/tb-tasks:train\nVAL_DATA=org/tb-tasks\n")
+    write_offline_site(tmp, hub.url, TOKEN, "TRAIN_DATA=org/tb-tasks:train\nVAL_DATA=org/tb-tasks\n")
     monkeypatch.setattr(os, "environ", environ)
     monkeypatch.chdir(tmp)
     scheduler = RecordingScheduler()

@@ -26,7 +26,7 @@ from ot_hpc.predownload import Download, PredownloadError, classify_value, parse
 from ot_hpc.spec import read_spec
 from ot_hpc.validate import validate
 
-from .fakehub import FakeHub
+from .fakehub import FakeHub, write_offline_site
 from .test_submission import RecordingScheduler
 
 REPO = Path(__file__).resolve().parent.parent
@@ -346,20 +346,8 @@ def site(world, hub, monkeypatch):
     """An offline cluster whose site env points the HF cache at tmp/hub and HF_ENDPOINT at
     the fake Hub; a job config naming a model and a dataset by id."""
     tmp, environ = world
-    secret = tmp / "secret.env"
-    secret.write_text(f"HF_TOKEN={TOKEN}\n")
-    secret.chmod(0o600)
-    python = tmp / "bin" / "python"
-    python.parent.mkdir()
-    python.write_text("#!/bin/sh\n")
-    python.chmod(0o755)
-    (tmp / "envs" / "local.env").write_text(
-        f"EXPERIMENTS_DIR={tmp}/exp\nPYTHON={python}\nHF_HUB_CACHE={tmp}/hub\n"
-        f"HF_ENDPOINT={hub.url}\nSECRET_ENV_PATH={secret}\n")
-    (tmp / "job.env").write_text(
-        "CLUSTER=offline\nNUM_NODES=1\nTIME_LIMIT=5\nGPUS_PER_NODE=0\n"
-        "SKYRL_ENTRYPOINT=ot_hpc.demo_trainer\nMODEL_PATH=org/tiny-model\n"
-        f"TRAIN_DATA=org/tiny-data:train,{tmp}/local.parquet\nVAL_DATA=org/tiny-data:test\n")
+    write_offline_site(tmp, hub.url, TOKEN, f"TRAIN_DATA=org/tiny-data:train,{tmp}/local.parquet\n"
+                       "VAL_DATA=org/tiny-data:test\n")
     monkeypatch.setattr(os, "environ", {**environ, "HF_TOKEN": "login-shell-token"})
     monkeypatch.chdir(tmp)
     scheduler = RecordingScheduler()
