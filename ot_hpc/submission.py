@@ -41,7 +41,7 @@ from .predownload import (INSTALL_HINT, Download, PredownloadError, describe, fe
                           read_hf_token)
 from .scheduler.base import JobRecord, JobRequest, JobState, Scheduler
 from .spec import JobSpec, spec_to_json, write_spec
-from .validate import ValidatedJob, validate
+from .validate import PartitionLimits, ValidatedJob, validate
 
 RUNNER_MODULE = "ot_hpc.runner"
 RESTART_SIGNAL = "USR2"
@@ -206,16 +206,68 @@ def with_snapshots(request: SubmissionRequest, snapshots: Mapping[Download, str]
     return replace(request, job=job, spec=spec)
 
 
+_SLURM_CONF_PATHS = ("/etc/slurm/slurm.conf", "/usr/local/etc/slurm.conf",
+                     "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf/slurm.conf")
+
+
+def reachable_slurm_cluster_name(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """ClusterName of the slurm.conf this login node's Slurm reads (``$SLURM_CONF``, else
+    the usual places); None when there is none. A file read, no Slurm call."""
+    environ = os.environ if environ is None else environ
+    configured = environ.get("SLURM_CONF")
+    for path in ((configured,) if configured else _SLURM_CONF_PATHS):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    key, _, value = line.split("#", 1)[0].partition("=")
+                    if key.strip().lower() == "clustername" and value.strip():
+                        return value.strip()
+        except OSError:
+            continue
+    return None
+
+
+def partition_limits(config: MergedConfig, scheduler_factory: Callable[[], Scheduler],
+                     environ: Optional[Mapping[str, str]] = None) -> Optional[PartitionLimits]:
+    """PARTITION's limits from the scheduler, when the Slurm reachable from here is the
+    config's cluster; None (use the cluster registry's numbers) when it is another one,
+    or the scheduler is unavailable or cannot tell. Read-only: never submits anything."""
+    from .scheduler.base import BackendUnavailable, SchedulerError
+
+    partition = (config.value("PARTITION") or "").strip()
+    if not partition:
+        return None
+    cluster = config.cluster
+    reachable = (reachable_slurm_cluster_name(environ) or "").lower()
+    if not reachable or reachable not in {cluster.name.lower(),
+                                          *(n.lower() for n in cluster.slurm_cluster_names)}:
+        return None
+    try:
+        scheduler = scheduler_factory()
+        info = scheduler.get_partition(partition)
+        if info is not None:
+            return PartitionLimits(partition, info.node_limit, info.max_time_minutes)
+        names = scheduler.list_partition_names()
+    except (BackendUnavailable, SchedulerError, OSError):
+        return None
+    if not names:
+        return None
+    return PartitionLimits(partition, exists=False, available=tuple(names))
+
+
 def build(
     config: MergedConfig,
     now: Optional[datetime] = None,
     cwd: Optional[str] = None,
     environ: Optional[Mapping[str, str]] = None,
     run_skyrl_check: bool = True,
+    limits: Optional[PartitionLimits] = None,
 ) -> SubmissionRequest:
-    """Validate and assemble; raises :class:`ValidationFailed` listing every problem."""
+    """Validate and assemble; raises :class:`ValidationFailed` listing every problem.
+    ``limits``: PARTITION's limits from the scheduler (see :func:`partition_limits`)."""
     environ = os.environ if environ is None else environ
-    result = validate(config, now=now, cwd=cwd, run_skyrl_check=run_skyrl_check, environ=environ)
+    result = validate(config, now=now, cwd=cwd, run_skyrl_check=run_skyrl_check, environ=environ,
+                      partition_limits=limits)
     if not result.ok or result.job is None:
         raise ValidationFailed(result.problems, result.warnings)
     return build_from_job(result.job, environ, result.warnings)

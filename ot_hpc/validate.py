@@ -104,6 +104,19 @@ class ValidatedJob:
 
 
 @dataclass(frozen=True)
+class PartitionLimits:
+    """A partition's limits as the scheduler reports them (plain data: validation never
+    talks to Slurm). ``exists=False``: the scheduler has no partition ``name``;
+    ``available`` then lists the ones it has. None limits are unlimited."""
+
+    name: str
+    max_nodes: Optional[int] = None  # the most nodes one job can get (size, or per-job max)
+    max_time_minutes: Optional[int] = None
+    exists: bool = True
+    available: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     job: Optional[ValidatedJob]
     problems: Tuple[Problem, ...]
@@ -496,21 +509,35 @@ def validate(
     cwd: Optional[str] = None,
     run_skyrl_check: bool = True,
     environ: Optional[Mapping[str, str]] = None,
+    partition_limits: Optional[PartitionLimits] = None,
 ) -> ValidationResult:
     """Check everything; return the typed job or every problem found. ``environ``: the
-    login shell's environment (default ``os.environ``), for the default HF cache only."""
+    login shell's environment (default ``os.environ``), for the default HF cache only.
+    ``partition_limits``: PARTITION's limits from the scheduler (None: unknown; the
+    cluster registry's numbers are used for its default partition)."""
     now = now or datetime.now(timezone.utc)
     checker = _Checker(config, cwd or os.getcwd())
     cluster = config.cluster
     partition = checker.value("PARTITION")
-    default_partition = partition == cluster.partition
+    # The partition's limits: the scheduler's (any partition) when given, else the
+    # cluster registry's numbers, which describe only its default partition.
+    max_nodes: Optional[int] = None
+    max_time: Optional[int] = None
+    if partition_limits is not None and partition is not None and partition_limits.name == partition:
+        if partition_limits.exists:
+            max_nodes, max_time = partition_limits.max_nodes, partition_limits.max_time_minutes
+        elif partition_limits.available:
+            checker.problem("PARTITION", "no such partition on this cluster",
+                            f"choose one of {', '.join(partition_limits.available)}")
+    elif partition is not None and partition == cluster.partition:
+        max_nodes, max_time = cluster.max_nodes, cluster.max_time_minutes
 
     # --- Slurm resources ------------------------------------------------------------
     num_nodes = None
     if checker.required("NUM_NODES"):
-        if default_partition:
-            num_nodes = checker.integer("NUM_NODES", 1, cluster.max_nodes,
-                                        f"partition {partition}'s {cluster.max_nodes} nodes")
+        if max_nodes is not None:
+            num_nodes = checker.integer("NUM_NODES", 1, max_nodes,
+                                        f"partition {partition}'s {max_nodes} nodes")
         else:
             num_nodes = checker.integer("NUM_NODES", 1)
     time_limit = None
@@ -527,10 +554,10 @@ def validate(
             hint = ("Slurm reads A:B as minutes:seconds; " if "ambiguous" in str(exc) else "")
             checker.problem("TIME_LIMIT", "is not a time limit",
                             f"{hint}write minutes (90), HH:MM:SS (01:30:00) or D-HH:MM:SS")
-        if time_limit is not None and default_partition and time_limit > cluster.max_time_minutes:
+        if time_limit is not None and max_time is not None and time_limit > max_time:
             checker.problem("TIME_LIMIT", f"is longer than partition {partition}'s "
-                            f"{cluster.max_time_minutes // 60}h{cluster.max_time_minutes % 60:02d}",
-                            f"ask for at most {cluster.max_time_minutes} minutes")
+                            f"{max_time // 60}h{max_time % 60:02d}",
+                            f"ask for at most {max_time} minutes")
             time_limit = None
     gpus_per_node = checker.integer("GPUS_PER_NODE", 0, cluster.gpus_per_node,
                                     f"the {cluster.gpus_per_node} GPUs of a {cluster.name} node")

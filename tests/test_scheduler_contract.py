@@ -253,3 +253,12 @@ def test_time_limit_ends_in_timeout(scheduler, timeout_jobs):
     record = wait_state(scheduler, timeout_jobs[scheduler.lane], {JobState.TIMEOUT, JobState.FAILED, JobState.CANCELLED,
                                                  JobState.COMPLETED}, timeout=TIMEOUT_WAIT_SECONDS)
     assert record.state is JobState.TIMEOUT, record
+
+
+def test_partition_limits(scheduler):
+    debug = scheduler.get_partition("debug")
+    assert (debug.name, debug.total_nodes, debug.max_time_minutes) == ("debug", 3, 1440)
+    assert debug.state == "UP" and debug.node_limit == 3
+    assert scheduler.get_partition("gpu").max_time_minutes == 2880
+    assert scheduler.get_partition("no-such-partition") is None
+    assert set(scheduler.list_partition_names()) >= {"debug", "gpu"}

@@ -328,3 +328,38 @@ def test_cli_sacct_does_not_retry_and_reports_no_accounting(monkeypatch):
     with pytest.raises(AccountingUnavailable):
         CliScheduler(run=dbd_down, sleep=lambda s: None).list_finished_jobs("alice", now - timedelta(hours=1), now)
     assert len(calls) == 1 and "-s" in calls[0]
+
+
+# Captured from the local cluster (Slurm 22.05): scontrol show partition -o gpu
+_PARTITION_LINE = (
+    "PartitionName=gpu AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=NO "
+    "QoS=N/A DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO "
+    "MaxNodes=UNLIMITED MaxTime=2-00:00:00 MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED "
+    "Nodes=n[1-3] PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO "
+    "OverTimeLimit=NONE PreemptMode=OFF State=UP TotalCPUs=6 TotalNodes=3 "
+    "SelectTypeParameters=NONE JobDefaults=(null) DefMemPerNode=UNLIMITED "
+    "MaxMemPerNode=UNLIMITED TRES=cpu=6,mem=19284M,node=3,billing=6,gres/gpu=12"
+)
+
+
+def test_partition_from_scontrol_line():
+    from ot_hpc.scheduler import PartitionInfo
+    from ot_hpc.scheduler.cli import parse_scontrol_fields, partition_from_scontrol
+
+    info = partition_from_scontrol(parse_scontrol_fields(_PARTITION_LINE))
+    assert info == PartitionInfo("gpu", 3, None, 2880, "UP")
+    assert info.node_limit == 3
+    limited = _PARTITION_LINE.replace("MaxNodes=UNLIMITED", "MaxNodes=2").replace(
+        "MaxTime=2-00:00:00", "MaxTime=UNLIMITED").replace("State=UP", "State=DRAIN")
+    info = partition_from_scontrol(parse_scontrol_fields(limited))
+    assert (info.max_nodes_per_job, info.max_time_minutes, info.state, info.node_limit) == (2, None, "DRAIN", 2)
+    assert partition_from_scontrol(parse_scontrol_fields("Foo=bar")) is None
+
+
+def test_base_scheduler_get_partition_defaults_to_unknown():
+    from ot_hpc.scheduler import Scheduler
+
+    class Minimal(Scheduler):
+        submit = get_job = list_jobs = list_finished_jobs = cancel = requeue = release = None
+
+    assert Minimal().get_partition("debug") is None and Minimal().list_partition_names() is None

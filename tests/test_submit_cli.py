@@ -158,6 +158,24 @@ def test_bad_input_exits_2_and_submits_nothing(slurm_cluster, workdir, current_u
     assert not (workdir / "exp").exists()
 
 
+@pytest.mark.parametrize("flags, field, text", [
+    (["--partition", "gpu", "--num-nodes", "4"], "NUM_NODES", "partition gpu's 3 nodes"),
+    (["--partition", "gpu", "--time-limit", "3-00:00:00"], "TIME_LIMIT", "2880 minutes"),
+    (["--partition", "nosuch"], "PARTITION", "choose one of debug, gpu"),
+])
+def test_partition_limits_come_from_slurm(slurm_cluster, workdir, current_user, flags, field, text):
+    name = f"submittest-{uuid.uuid4().hex[:8]}"
+    result = ot_submit(["--config", "demo.env", "--cluster", "local", "--job-name", name,
+                        "--experiments-dir", str(workdir / "exp"), *flags], cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {field}=") and text in errors[0]
+    assert not (workdir / "exp").exists()
+    queue = subprocess.run(["squeue", "-h", "-u", current_user, "-o", "%j"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert name not in queue
+
+
 def test_wait_follows_a_job_to_its_end(slurm_cluster, workdir, monkeypatch):
     """--wait with a stand-in runner module (the real runner is another issue's)."""
     pkg = workdir / "fake" / "ot_hpc_fake"

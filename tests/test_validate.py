@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from ot_hpc.config import load_config
-from ot_hpc.validate import validate
+from ot_hpc.validate import PartitionLimits, validate
 
 NOW = datetime(2025, 3, 1, 14, 15, 2, tzinfo=timezone.utc)
 BASE = {
@@ -41,7 +41,7 @@ def world(tmp_path):
     return tmp_path, environ
 
 
-def run(world, values, cluster="local", drop=()):
+def run(world, values, cluster="local", drop=(), limits=None):
     tmp, environ = world
     merged = dict(values)
     merged.setdefault("EXPERIMENTS_DIR", str(tmp / "exp"))
@@ -50,7 +50,7 @@ def run(world, values, cluster="local", drop=()):
     lines = [f"{k}={v}" if not k.startswith("#") else v for k, v in merged.items()]
     (tmp / "job.env").write_text("\n".join(lines) + "\n")
     config = load_config("job.env", {"CLUSTER": cluster}, [], environ=environ, cwd=str(tmp))
-    return validate(config, now=NOW, cwd=str(tmp), run_skyrl_check=False)
+    return validate(config, now=NOW, cwd=str(tmp), run_skyrl_check=False, partition_limits=limits)
 
 
 def fields(result):
@@ -265,3 +265,37 @@ def test_ray_resources_are_carried_as_json(world):
 
 def test_shutdown_grace_defaults_to_15_seconds(world):
     assert run(world, BASE).job.shutdown_grace_seconds == 15
+
+
+def test_partition_limits_from_the_scheduler_apply_to_any_partition(world):
+    gpu = PartitionLimits("gpu", max_nodes=3, max_time_minutes=2880)
+    result = run(world, {**BASE, "PARTITION": "gpu", "NUM_NODES": "4"}, limits=gpu)
+    lines = [p.line() for p in result.problems]
+    assert fields(result) == ["NUM_NODES"] and "partition gpu's 3 nodes" in lines[0]
+    assert "1..3" in lines[0] and "\n" not in lines[0]
+    result = run(world, {**BASE, "PARTITION": "gpu", "TIME_LIMIT": "3-00:00:00"}, limits=gpu)
+    assert fields(result) == ["TIME_LIMIT"] and "2880 minutes" in result.problems[0].line()
+    assert run(world, {**BASE, "PARTITION": "gpu", "TIME_LIMIT": "2-00:00:00", "NUM_NODES": "3"},
+               limits=gpu).ok
+
+
+def test_partition_limits_unlimited_and_fallbacks(world):
+    # No limits from the scheduler: a partition other than the cluster's default is unchecked,
+    # the default one falls back to the registry's numbers (local: 3 nodes, 1 day).
+    assert run(world, {**BASE, "PARTITION": "other", "NUM_NODES": "9"}).ok
+    assert fields(run(world, {**BASE, "PARTITION": "debug", "NUM_NODES": "4"})) == ["NUM_NODES"]
+    unlimited = PartitionLimits("other", max_nodes=None, max_time_minutes=None)
+    assert run(world, {**BASE, "PARTITION": "other", "NUM_NODES": "9", "TIME_LIMIT": "9-00:00:00"},
+               limits=unlimited).ok
+    # Limits for another partition than PARTITION are ignored.
+    assert run(world, {**BASE, "PARTITION": "other", "NUM_NODES": "9"},
+               limits=PartitionLimits("gpu", max_nodes=1)).ok
+
+
+def test_unknown_partition_names_the_ones_that_exist(world):
+    missing = PartitionLimits("nosuch", exists=False, available=("debug", "gpu"))
+    result = run(world, {**BASE, "PARTITION": "nosuch"}, limits=missing)
+    assert fields(result) == ["PARTITION"]
+    assert result.problems[0].line().endswith("no such partition on this cluster; choose one of debug, gpu")
+    # Without a list, an unknown partition is left to Slurm.
+    assert run(world, {**BASE, "PARTITION": "nosuch"}, limits=PartitionLimits("nosuch", exists=False)).ok

@@ -112,8 +112,16 @@ def body(argv: Optional[List[str]] = None) -> int:
 
     from .. import submission
 
+    schedulers = []  # built once, on first use (a read query even with --dry-run)
+
+    def get_scheduler():
+        if not schedulers:
+            schedulers.append(scheduler_from_args(args))
+        return schedulers[0]
+
+    limits = submission.partition_limits(config, get_scheduler)
     try:
-        request = submission.build(config)
+        request = submission.build(config, limits=limits)
     except submission.ValidationFailed as failed:
         _print_problems([p.line() for p in failed.problems], list(failed.warnings))
         return EXIT_USAGE
@@ -123,7 +131,7 @@ def body(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write(submission.dryrun(request))
         return EXIT_OK
 
-    scheduler = scheduler_from_args(args)
+    scheduler = get_scheduler()
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

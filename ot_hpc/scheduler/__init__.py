@@ -15,6 +15,7 @@ from .base import (  # noqa: F401  (re-exported: the layer's public names)
     JobRecord,
     JobRequest,
     JobState,
+    PartitionInfo,
     Scheduler,
     SchedulerError,
     normalize_state,

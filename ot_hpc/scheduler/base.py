@@ -208,6 +208,26 @@ class JobRecord:
 _RECORD_FIELDS = tuple(f.name for f in fields(JobRecord))
 
 
+@dataclass(frozen=True)
+class PartitionInfo:
+    """One partition's limits as the controller reports them.
+
+    ``max_nodes_per_job`` and ``max_time_minutes`` are None when unlimited."""
+
+    name: str
+    total_nodes: int
+    max_nodes_per_job: Optional[int]
+    max_time_minutes: Optional[int]
+    state: str
+
+    @property
+    def node_limit(self) -> int:
+        """The most nodes one job can get here: the partition's size, or less."""
+        if self.max_nodes_per_job is None:
+            return self.total_nodes
+        return min(self.total_nodes, self.max_nodes_per_job)
+
+
 class SchedulerError(Exception):
     """Slurm refused or failed; ``str()`` is one line carrying Slurm's own message."""
 
@@ -275,3 +295,12 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     def release(self, job_id: int) -> None:
         """Release a held job."""
+
+    def get_partition(self, name: str) -> Optional[PartitionInfo]:
+        """A partition's limits; None when the partition does not exist (or, for a
+        backend that cannot tell, is unknown). Read-only."""
+        return None
+
+    def list_partition_names(self) -> Optional[List[str]]:
+        """Every partition's name, or None when the backend cannot list them. Read-only."""
+        return None

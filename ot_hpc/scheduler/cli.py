@@ -27,6 +27,7 @@ from .base import (
     JobRecord,
     JobRequest,
     JobState,
+    PartitionInfo,
     Scheduler,
     SchedulerError,
     normalize_state,
@@ -260,6 +261,23 @@ def parse_scontrol_fields(line: str) -> Dict[str, str]:
         elif last_key is not None:
             fields[last_key] += " " + token
     return fields
+
+
+def partition_from_scontrol(fields: Mapping[str, str]) -> Optional[PartitionInfo]:
+    """One ``scontrol show partition -o`` line (parsed by :func:`parse_scontrol_fields`)
+    as a :class:`PartitionInfo`; None without a PartitionName. ``UNLIMITED`` -> None."""
+    name = (fields.get("PartitionName") or "").strip()
+    if not name:
+        return None
+    max_nodes_text = (fields.get("MaxNodes") or "").strip()
+    max_nodes = None if max_nodes_text.upper() == "UNLIMITED" else _int_or_none(max_nodes_text)
+    return PartitionInfo(
+        name=name,
+        total_nodes=_int_or_none(fields.get("TotalNodes")) or 0,
+        max_nodes_per_job=max_nodes,
+        max_time_minutes=_safe_minutes(fields.get("MaxTime")),
+        state=(fields.get("State") or "UNKNOWN").strip().upper(),
+    )
 
 
 def record_from_scontrol(fields: Mapping[str, str]) -> Optional[JobRecord]:
@@ -563,3 +581,22 @@ class CliScheduler(Scheduler):
 
     def release(self, job_id: int) -> None:
         self._check(self._run(["scontrol", "release", str(int(job_id))]))
+
+    def _show_partitions(self, name: Optional[str] = None) -> Optional[List[PartitionInfo]]:
+        argv = ["scontrol", "show", "partition", "-o"] + ([name] if name else [])
+        result = self._run(argv)
+        if result.returncode != 0:
+            if name and "not found" in ((result.stderr or "") + (result.stdout or "")).lower():
+                return None  # "Partition <name> not found"
+            raise SchedulerError(clean_slurm_message(result.stderr or result.stdout))
+        parts = (partition_from_scontrol(parse_scontrol_fields(line))
+                 for line in result.stdout.splitlines() if line.strip())
+        return [p for p in parts if p is not None]
+
+    def get_partition(self, name: str) -> Optional[PartitionInfo]:
+        found = self._show_partitions(str(name))
+        matches = [p for p in (found or []) if p.name == name]
+        return matches[0] if matches else None
+
+    def list_partition_names(self) -> Optional[List[str]]:
+        return [p.name for p in self._show_partitions() or []]

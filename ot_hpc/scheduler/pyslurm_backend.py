@@ -26,6 +26,7 @@ from .base import (
     JobRecord,
     JobRequest,
     JobState,
+    PartitionInfo,
     Scheduler,
     SchedulerError,
     normalize_state,
@@ -346,6 +347,21 @@ def record_from_db_job(job: Any) -> JobRecord:
     )
 
 
+def partition_from_pyslurm(part: Any) -> PartitionInfo:
+    """A ``pyslurm.Partition`` (core/partition.pyx) as a :class:`PartitionInfo`.
+    ``max_nodes`` is u32_parse'd (int, "UNLIMITED" or None), ``max_time`` is
+    _raw_time'd minutes (int, "UNLIMITED" or None): anything but an int is no limit."""
+    max_nodes = part.max_nodes
+    max_time = part.max_time
+    return PartitionInfo(
+        name=str(part.name),
+        total_nodes=_int_or_none(part.total_nodes) or 0,
+        max_nodes_per_job=max_nodes if isinstance(max_nodes, int) and max_nodes > 0 else None,
+        max_time_minutes=max_time if isinstance(max_time, int) and max_time > 0 else None,
+        state=str(part.state or "UNKNOWN").upper(),
+    )
+
+
 def _values(collection: Any) -> Iterable[Any]:
     """Jobs of a pyslurm ``MultiClusterMap`` (xcollections.pyx ``values()``)."""
     return list(collection.values()) if collection is not None else []
@@ -523,3 +539,23 @@ class PyslurmScheduler(Scheduler):
 
     def release(self, job_id: int) -> None:
         self._control("release", job_id, lambda job: job.release())
+
+    def get_partition(self, name: str) -> Optional[PartitionInfo]:
+        try:
+            part = self._call(f"partition {name}", lambda: self._pyslurm.Partition.load(str(name)))
+        except ControllerUnreachable:
+            raise
+        except self._errors as exc:
+            if "doesn't exist" in str(exc).lower():  # partition.pyx:244
+                return None
+            raise self._failure(f"cannot read partition {name}", exc) from None
+        return partition_from_pyslurm(part) if part is not None else None
+
+    def list_partition_names(self) -> Optional[List[str]]:
+        try:
+            parts = self._call("list partitions", self._pyslurm.Partitions.load)
+        except ControllerUnreachable:
+            raise
+        except self._errors as exc:
+            raise self._failure("cannot list partitions", exc) from None
+        return [str(part.name) for part in _values(parts)]
