@@ -206,16 +206,14 @@ def with_snapshots(request: SubmissionRequest, snapshots: Mapping[Download, str]
     return replace(request, job=job, spec=spec)
 
 
-_SLURM_CONF_PATHS = ("/etc/slurm/slurm.conf", "/usr/local/etc/slurm.conf",
-                     "/etc/slurm-llnl/slurm.conf", "/run/slurm/conf/slurm.conf")
-
-
 def reachable_slurm_cluster_name(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """ClusterName of the slurm.conf this login node's Slurm reads (``$SLURM_CONF``, else
     the usual places); None when there is none. A file read, no Slurm call."""
+    from .scheduler.pyslurm_backend import DEFAULT_CONFIG_PATHS  # cheap: no pyslurm import
+
     environ = os.environ if environ is None else environ
     configured = environ.get("SLURM_CONF")
-    for path in ((configured,) if configured else _SLURM_CONF_PATHS):
+    for path in ((configured,) if configured else DEFAULT_CONFIG_PATHS):
         try:
             with open(path) as handle:
                 for line in handle:
