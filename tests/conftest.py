@@ -75,3 +75,13 @@ def base_environment() -> dict:
 def _isolated_user_config(tmp_path_factory, monkeypatch):
     """Keep tests (and the commands they run) out of the real ~/.config/ot-hpc."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
+@pytest.fixture
+def huggingface_hub():
+    """The real huggingface_hub (part of the test extra: missing it fails, never skips)."""
+    try:
+        import huggingface_hub as module
+    except ImportError:
+        pytest.fail("huggingface_hub is not installed: pip install -e '.[test]'")
+    return module

@@ -15,7 +15,7 @@ from ot_hpc.harbor import HarborError, UnsafeEntry
 from ot_hpc.spec import read_spec
 
 from .fakehub import FakeHub, write_offline_site
-from .test_predownload import (MODEL_SHA, TOKEN, huggingface_hub,  # noqa: F401
+from .test_predownload import (MODEL_SHA, TOKEN,  # noqa: F401
                                no_proxies_no_offline, populate_cache, world)
 from .test_submission import RecordingScheduler
 

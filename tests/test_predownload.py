@@ -68,15 +68,6 @@ def no_proxies_no_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-@pytest.fixture
-def huggingface_hub():
-    try:
-        import huggingface_hub as module
-    except ImportError:  # part of the test extra: a missing install must not pass as a skip
-        pytest.fail("huggingface_hub is not installed: pip install -e '.[test]'")
-    return module
-
-
 def populate_cache(cache: Path, kind: str, repo_id: str, sha: str, files) -> Path:
     """Lay a snapshot out the way huggingface_hub does: blobs, snapshots/<sha>, refs/main."""
     storage = cache / predownload.repo_folder_name(repo_id, kind)

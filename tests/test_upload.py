@@ -63,15 +63,6 @@ def hub():
     server.close()
 
 
-@pytest.fixture
-def huggingface_hub():
-    try:
-        import huggingface_hub as module
-    except ImportError:  # part of the test extra: a missing install must not pass as a skip
-        pytest.fail("huggingface_hub is not installed: pip install -e '.[test]'")
-    return module
-
-
 # ---- pure: file selection, export layout, decision -------------------------------------------
 def test_select_upload_files_takes_only_hf_format_files(tmp_path):
     policy = make_export(tmp_path, 3)
