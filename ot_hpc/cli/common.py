@@ -87,13 +87,3 @@ def run_main(body: Callable[[Optional[List[str]]], int], argv: Optional[List[str
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-
-
-def not_yet_implemented(prog: str) -> Callable[[Optional[List[str]]], int]:
-    def body(argv: Optional[List[str]] = None) -> int:
-        parser = make_parser(prog, f"{prog}: not yet implemented")
-        parser.parse_args(argv)
-        print(f"{prog}: not yet implemented", file=sys.stderr)
-        return EXIT_ERROR
-
-    return body
