@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ot_hpc.scheduler import BackendUnavailable, JobRequest  # noqa: E402
-from ot_hpc.scheduler.cli import CliScheduler  # noqa: E402
+from ot_hpc.scheduler.commands import CommandScheduler  # noqa: E402
 
 NAME = "bench-scheduler"
 SCRIPT = "#!/bin/bash\ntrue\n"
@@ -77,7 +77,7 @@ def main() -> int:
         baseline, ids = plain_commands(args.repeat, user, env)
         all_ids += ids
         rows = [("plain sbatch/squeue (baseline)", baseline)]
-        results, ids = backend(CliScheduler(), args.repeat, user, env)
+        results, ids = backend(CommandScheduler(), args.repeat, user, env)
         all_ids += ids
         rows.append(("cli backend", results))
         try:

@@ -1,9 +1,10 @@
-"""The cluster registry: every cluster's Slurm defaults, hostnames and network rules.
+"""The cluster registry on the login node: the built-in clusters plus the user's files.
 
 One source of truth per default: ``ot-submit`` takes its built-in account, partition,
-GPUs, ... from here (a site env file or job config may override them), and the runner
-uses the same records on the compute node (interconnect names, NCCL interface, login
-node to tunnel through).
+GPUs, ... from here (a site env file or job config may override them) and writes the
+chosen :class:`~ot_hpc.cluster_facts.Cluster` into the job spec; the runner uses that
+record (interconnect names, NCCL interface, login node to tunnel through) and never
+reads the registry's files.
 
 Add or override a cluster without editing Python: write ``<name>.env`` into
 ``$OT_HPC_CLUSTERS_DIR``, ``~/.config/ot-hpc/clusters/`` or ``envs/clusters/`` with
@@ -24,15 +25,17 @@ the whole hostname or FQDN (case-insensitive). Empty values mean None.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from . import paths
+from .cluster_facts import SITES, TUPLE_FIELDS, Cluster, match_cluster
+from .envfile import env_file_values
+from .hostlist import split_hostlist_items
 
 CLUSTER_ENV_VAR = "OT_HPC_CLUSTER"
-SITES = ("jsc", "tacc", "leonardo", "local", "other")
 
 
 class ClusterError(ValueError):
@@ -45,46 +48,6 @@ class ClusterNotFound(ClusterError):
 
 class ClusterFileError(ClusterError):
     pass
-
-
-@dataclass(frozen=True)
-class Cluster:
-    name: str
-    site: str  # jsc / tacc / leonardo / local / other
-    account: Optional[str]  # None: do not pass --account (Slurm picks the user's default)
-    partition: Optional[str]
-    qos: Optional[str]
-    gpus_per_node: int
-    cpus_per_node: Optional[int]  # None: take what the allocation gives
-    memory_per_node_gb: Optional[int]  # the node's memory: upper bound for MEMORY_PER_NODE_GB
-    gpu_type: str
-    cpu_arch: str  # x86_64 / aarch64
-    max_nodes: int  # size of the default partition (or the most one job may have)
-    max_time_minutes: int  # the default partition's (or QOS's) time limit
-    exclude_nodes: Tuple[str, ...] = ()  # Slurm hostlist items, e.g. "jwb[0059,0067]"
-    compute_has_internet: bool = True
-    login_nodes: Tuple[str, ...] = ()  # login nodes as compute nodes reach them (tunnel target)
-    interconnect_suffix: str = ""  # JSC: "jrc0123" is "jrc0123i" on InfiniBand
-    nccl_socket_ifname: Optional[str] = None  # JSC: "ib0"
-    env_file: Optional[str] = None  # the site env file in envs/, e.g. "jsc.env"
-    login_patterns: Tuple[str, ...] = ()  # regexes, matched against the whole name
-    compute_patterns: Tuple[str, ...] = ()
-    slurm_cluster_names: Tuple[str, ...] = ()  # $SLURM_CLUSTER_NAME values inside a job
-    account_required: bool = False  # the site refuses jobs without --account
-    description: str = ""
-    source: str = "built-in"  # "built-in" or the cluster file that defined/overrode it
-
-    def matches_host(self, name: str) -> bool:
-        """True when ``name`` (a hostname or FQDN) is a login or compute node of this cluster."""
-        return bool(name) and any(
-            re.fullmatch(pattern, name.strip().lower(), flags=re.IGNORECASE)
-            for pattern in self.login_patterns + self.compute_patterns
-        )
-
-    def is_login_host(self, name: str) -> bool:
-        return bool(name) and any(
-            re.fullmatch(p, name.strip().lower(), flags=re.IGNORECASE) for p in self.login_patterns
-        )
 
 
 def _domain(*labels: str) -> str:
@@ -264,8 +227,6 @@ BUILTIN_CLUSTERS: Tuple[Cluster, ...] = (
 )
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Cluster))
-_TUPLE_FIELDS = {"exclude_nodes", "login_nodes", "login_patterns", "compute_patterns",
-                 "slurm_cluster_names"}
 _WHITESPACE_LIST_FIELDS = {"login_patterns", "compute_patterns"}
 _INT_FIELDS = {"gpus_per_node", "max_nodes", "max_time_minutes"}
 _OPTIONAL_INT_FIELDS = {"cpus_per_node", "memory_per_node_gb"}
@@ -273,20 +234,6 @@ _BOOL_FIELDS = {"compute_has_internet", "account_required"}
 _OPTIONAL_STR_FIELDS = {"account", "partition", "qos", "nccl_socket_ifname", "env_file"}
 _REQUIRED_FOR_NEW = ("site", "partition", "gpus_per_node", "max_nodes", "max_time_minutes")
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-def _split_commas_outside_brackets(text: str) -> Tuple[str, ...]:
-    parts, depth, current = [], 0, []
-    for char in text:
-        depth += char == "["
-        depth -= char == "]"
-        if char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return tuple(p.strip() for p in parts if p.strip())
 
 
 def _parse_bool(text: str) -> bool:
@@ -300,13 +247,13 @@ def _parse_bool(text: str) -> bool:
 
 def _convert(field_name: str, raw: Optional[str]):
     text = (raw or "").strip()
-    if field_name in _TUPLE_FIELDS:
+    if field_name in TUPLE_FIELDS:
         if field_name in _WHITESPACE_LIST_FIELDS:
             items = tuple(text.split())
             for pattern in items:
                 re.compile(pattern)
             return items
-        return _split_commas_outside_brackets(text)
+        return tuple(split_hostlist_items(text))
     if field_name in _INT_FIELDS:
         return int(text)
     if field_name in _OPTIONAL_INT_FIELDS:
@@ -362,10 +309,14 @@ def cluster_from_env_values(
     return cluster
 
 
-def _read_cluster_file(path: Path) -> Dict[str, Optional[str]]:
-    from dotenv import dotenv_values  # imported here: keep `import ot_hpc.clusters` cheap
-
-    return dict(dotenv_values(path))
+def _read_cluster_file(path: Path, environ: Mapping[str, str]) -> Dict[str, Optional[str]]:
+    """A cluster file's values, read like every env file (:mod:`ot_hpc.envfile`)."""
+    try:
+        return dict(env_file_values(str(path), environ))
+    except ValueError as exc:
+        raise ClusterFileError(str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClusterFileError(f"{path}: cannot be read ({exc}); fix its permissions") from None
 
 
 def load_clusters(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Cluster]:
@@ -380,7 +331,7 @@ def load_clusters(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Clus
     for name, path in ordered:
         if not _NAME_RE.fullmatch(name):
             raise ClusterFileError(f"{path}: cluster file names may hold letters, digits, '_', '.', '-'")
-        values = _read_cluster_file(path)
+        values = _read_cluster_file(path, os.environ if environ is None else environ)
         base_name = (values.get("CLUSTER_BASE") or "").strip() or None
         if base_name is not None and base_name not in registry:
             raise ClusterFileError(
@@ -426,15 +377,9 @@ def detect_cluster(
     if chosen:
         return get_cluster(chosen, environ)
     registry = load_clusters(environ)
-    slurm_name = (environ.get("SLURM_CLUSTER_NAME") or "").strip().lower()
-    if slurm_name:
-        for cluster in registry.values():
-            if slurm_name in (n.lower() for n in cluster.slurm_cluster_names):
-                return cluster
-    for name in (fqdn, hostname):
-        for cluster in registry.values():
-            if name and cluster.matches_host(name):
-                return cluster
+    found = match_cluster(registry.values(), hostname, fqdn, environ.get("SLURM_CLUSTER_NAME") or "")
+    if found is not None:
+        return found
     shown = hostname if not fqdn or fqdn == hostname else f"{hostname} ({fqdn})"
     raise ClusterNotFound(
         f"cannot tell which cluster host {shown} belongs to: pass --cluster NAME "
@@ -446,7 +391,6 @@ def detect_current_cluster(
     explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None
 ) -> Cluster:
     """:func:`detect_cluster` for this process (socket hostname/FQDN, os.environ)."""
-    import os
     import socket
 
     env = os.environ if environ is None else environ
@@ -456,15 +400,3 @@ def detect_current_cluster(
     except OSError:
         fqdn = hostname
     return detect_cluster(hostname, fqdn, env, explicit)
-
-
-def interconnect_hostname(cluster: Cluster, node: str) -> str:
-    """The name of ``node`` on the cluster's fast network (JSC: ``jrc0123`` -> ``jrc0123i``)."""
-    short = node.strip().split(".")[0]
-    suffix = cluster.interconnect_suffix
-    if not suffix:
-        return short
-    stem = short[: -len(suffix)]
-    if short.endswith(suffix) and stem[-1:].isdigit():
-        return short  # already the interconnect name
-    return short + suffix

@@ -82,6 +82,35 @@ def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
 
+def check_nodes(ray) -> int:
+    """0 when every node the runner expects is alive with its CPUs and GPUs, else 10/11."""
+    expected = json.loads(os.environ.get("OT_HPC_RAY_EXPECTED") or "{}")
+    alive = {n["NodeManagerAddress"]: n for n in ray.nodes() if n.get("Alive")}
+    for ip, want in sorted(expected.items()):
+        node = alive.get(ip)
+        if node is None:
+            say(f"node {want['node']} ({ip}) is missing from the Ray cluster")
+            return 10
+        res = node.get("Resources", {})
+        if int(res.get("CPU", 0)) != want["CPU"] or int(res.get("GPU", 0)) != want["GPU"]:
+            say(f"node {want['node']} has CPU={res.get('CPU', 0)} GPU={res.get('GPU', 0)}, "
+                f"expected CPU={want['CPU']} GPU={want['GPU']}")
+            return 11
+    say(f"all {len(expected) or len(alive)} nodes alive with the expected resources")
+    return 0
+
+
+def export_fake_model(export: str, step: int) -> None:
+    """A fake Hugging Face model where SkyRL's export would be (for the upload tests)."""
+    policy = os.path.join(export, f"global_step_{step}", "policy")
+    os.makedirs(policy, exist_ok=True)
+    for name, content in (("config.json", '{"model_type": "demo"}'), ("model.safetensors", "demo"),
+                          ("tokenizer.json", "{}"), ("model_world_size_1_rank_0.pt", "shard")):
+        with open(os.path.join(policy, name), "w") as handle:
+            handle.write(content)
+    say(f"exported a fake HF model to {policy}")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     opts = parse_overrides(list(sys.argv[1:] if argv is None else argv))
     demo = {k[len("demo."):]: v for k, v in opts.items() if k.startswith("demo.")}
@@ -105,19 +134,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.monotonic()
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     say(f"connected to Ray at {address} in {time.monotonic() - started:.2f} s")
-    expected = json.loads(os.environ.get("OT_HPC_RAY_EXPECTED") or "{}")
-    alive = {n["NodeManagerAddress"]: n for n in ray.nodes() if n.get("Alive")}
-    for ip, want in sorted(expected.items()):
-        node = alive.get(ip)
-        if node is None:
-            say(f"node {want['node']} ({ip}) is missing from the Ray cluster")
-            return 10
-        res = node.get("Resources", {})
-        if int(res.get("CPU", 0)) != want["CPU"] or int(res.get("GPU", 0)) != want["GPU"]:
-            say(f"node {want['node']} has CPU={res.get('CPU', 0)} GPU={res.get('GPU', 0)}, "
-                f"expected CPU={want['CPU']} GPU={want['GPU']}")
-            return 11
-    say(f"all {len(expected) or len(alive)} nodes alive with the expected resources")
+    problem = check_nodes(ray)
+    if problem:
+        return problem
 
     @ray.remote(num_cpus=0)
     def on_node(fetch: Optional[str], proxy_url: Optional[str], tries: int):
@@ -158,15 +177,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if sleep > 0:
         say(f"sleeping {sleep:g} s")
         time.sleep(sleep)
-    export = demo.get("export_dir")
-    if export:
-        policy = os.path.join(export, f"global_step_{int(demo.get('export_step', '1'))}", "policy")
-        os.makedirs(policy, exist_ok=True)
-        for name, content in (("config.json", '{"model_type": "demo"}'), ("model.safetensors", "demo"),
-                              ("tokenizer.json", "{}"), ("model_world_size_1_rank_0.pt", "shard")):
-            with open(os.path.join(policy, name), "w") as handle:
-                handle.write(content)
-        say(f"exported a fake HF model to {policy}")
+    if demo.get("export_dir"):
+        export_fake_model(demo["export_dir"], int(demo.get("export_step", "1")))
     say(f"exiting with code {exit_code}")
     return exit_code
 

@@ -11,8 +11,9 @@ from typing import List
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-def _split_top_level(text: str) -> List[str]:
-    """Split on commas that are not inside brackets."""
+def split_hostlist_items(text: str) -> List[str]:
+    """Split on commas that are not inside brackets (``a[1,2],b`` -> ``a[1,2]``, ``b``);
+    items are stripped, empty ones dropped. Raises ValueError on unbalanced brackets."""
     parts, depth, current = [], 0, []
     for char in text:
         if char == "[":
@@ -57,6 +58,6 @@ def _expand_one(item: str) -> List[str]:
 def expand_hostlist(text: str) -> List[str]:
     """Expand a Slurm hostlist (``n[1-3]``, ``a[01-02]b``, ``x,y[1,3-4]``); keeps order."""
     names: List[str] = []
-    for item in _split_top_level(text or ""):
+    for item in split_hostlist_items(text or ""):
         names.extend(_expand_one(item))
     return names

@@ -13,11 +13,6 @@ from typing import Any, Dict, Mapping, Optional
 
 STATE_SUFFIX = ".state.json"
 
-# Phases in the order the runner goes through them.
-PHASES = ("starting", "environment", "egress", "ray", "training", "upload", "shutdown", "done",
-          "failed")
-
-
 @dataclass(frozen=True)
 class RunState:
     job_id: str

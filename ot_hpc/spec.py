@@ -2,10 +2,14 @@
 
 ot-submit resolves the whole configuration on the login node and writes it as JSON
 (mode 0600) under the experiments directory; the batch script runs
-``python -m ot_hpc.runner <spec.json>``. The spec holds no secret *values*: only the
-path of the secret env file, which the runner reads on the compute node.
+``python -m ot_hpc.runner <spec.json>``. The spec is the job's only input besides the
+secret env file: the site env file's variables (resolved on the login node), the
+activation settings and the cluster's facts are all in it, so an edit made after
+submission never changes a running or requeued job. The spec holds no secret *values*:
+only the path of the secret env file, which the runner reads on the compute node.
 
-Compatibility rule: new fields get defaults, so a runner can read older specs.
+Compatibility rule: the spec carries :data:`SPEC_VERSION`; a runner reads exactly its
+own version and refuses any other in one line (:class:`SpecVersionError`).
 """
 from __future__ import annotations
 
@@ -15,7 +19,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
+
+
+class SpecVersionError(ValueError):
+    """The spec was written by another ot-hpc (another schema version)."""
 
 
 @dataclass(frozen=True)
@@ -24,15 +32,16 @@ class JobSpec:
     cluster: str  # registry name, e.g. "jsc_jureca", "local"
     num_nodes: int
     experiments_dir: str
-    # The trainer: ``<python> -m <entrypoint_module> <*overrides>``; argv list, no shell.
-    python: str
+    # The trainer: ``<trainer_python> -m <entrypoint_module> <*overrides>``; argv, no shell.
+    # (The runner's own interpreter is the batch script's, PYTHON.)
+    trainer_python: str
     entrypoint_module: str
     overrides: Tuple[str, ...] = ()
     gpus_per_node: int = 0
     cpus_per_node: Optional[int] = None  # None: take it from the allocation
-    site_env_file: Optional[str] = None
     secret_env_file: Optional[str] = None
-    # Non-secret environment the runner exports to Ray and the trainer (cache dirs, ...).
+    # Non-secret environment the runner exports to Ray and the trainer: the site env
+    # file's variables with the job config's on top, resolved on the login node.
     environment: Mapping[str, str] = field(default_factory=dict)
     max_restarts: int = 0
     # Egress / tunnel (the runner probes first and tunnels only when needed).
@@ -49,9 +58,9 @@ class JobSpec:
     # Resolved configuration, for humans (ot-status, debugging): key -> value.
     resolved_config: Mapping[str, str] = field(default_factory=dict)
     version: int = SPEC_VERSION
-    # --- added by ot-submit (issue 3); all optional ---
-    # Note: ``environment`` already holds the site env file's variables (resolved, with
-    # the job config's on top): apply it after loading site_env_file.
+    # The cluster as ot-submit resolved it (ot_hpc.cluster_facts.to_facts); empty only
+    # in hand-made specs, where the built-in cluster of that name is used.
+    cluster_facts: Mapping[str, Any] = field(default_factory=dict)
     ssh_key: Optional[str] = None  # path of the tunnel's private key (never its content)
     trainer_working_dir: Optional[str] = None  # SKYRL_HOME: cwd of the trainer
     env_activate: Optional[str] = None  # script to source first (venv activate / conda.sh)
@@ -59,7 +68,6 @@ class JobSpec:
     modules: str = ""  # space-separated environment modules to `module load`
     extra_pythonpath: str = ""  # ':'-separated, prepended to PYTHONPATH for the trainer
     time_limit_minutes: Optional[int] = None
-    restart_signal: str = "USR2"  # what Slurm sends (--signal=B:USR2@N) before the end
     created_at: Optional[str] = None  # UTC ISO 8601, when ot-submit built the spec
     # --- upload of the final policy (ot_hpc.upload); all optional ---
     upload_repo: Optional[str] = None  # HF repo id org/name; None: no upload
@@ -83,17 +91,21 @@ class JobSpec:
         return os.path.join(self.logs_dir, f"{self.job_name}_{job_id}.state.json")
 
     def trainer_argv(self) -> List[str]:
-        return [self.python, "-m", self.entrypoint_module, *self.overrides]
+        return [self.trainer_python, "-m", self.entrypoint_module, *self.overrides]
 
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
         data["overrides"] = list(self.overrides)
         data["environment"] = dict(self.environment)
         data["resolved_config"] = dict(self.resolved_config)
+        data["cluster_facts"] = dict(self.cluster_facts)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
+        if not isinstance(data, Mapping):
+            raise ValueError("job spec is not a JSON object: was the file truncated or edited?")
+        check_version(data.get("version"))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -101,6 +113,19 @@ class JobSpec:
         values = dict(data)
         values["overrides"] = tuple(values.get("overrides", ()))
         return cls(**values)
+
+
+def check_version(version: object) -> None:
+    """Raise :class:`SpecVersionError` (one line, with the fix) unless ``version`` is ours."""
+    if version == SPEC_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version > SPEC_VERSION:
+        raise SpecVersionError(
+            f"job spec schema version {version} is newer than this runner's {SPEC_VERSION}: "
+            "install the ot-hpc that submitted it into the compute nodes' PYTHON")
+    raise SpecVersionError(
+        f"job spec schema version {version!r} is not this runner's {SPEC_VERSION} (written by "
+        "another ot-hpc): submit the job again with this ot-hpc's ot-submit")
 
 
 def spec_to_json(spec: JobSpec) -> str:

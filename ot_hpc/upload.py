@@ -23,13 +23,15 @@ import os
 import re
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .hftoken import TOKEN_KEYS
+
 EXIT_UPLOAD = 5
 EXPORT_OVERRIDE = "trainer.export_path"
 HF_SAVE_INTERVAL_OVERRIDE = "trainer.hf_save_interval"
 SKYRL_DEFAULT_EXPORT = "${HOME}/exports"  # SkyRL's default: ${oc.env:HOME}/exports/
 INSTALL_HINT = "pip install huggingface_hub into the runner's Python (PYTHON), or unset UPLOAD_REPO"
 SOCKS_HINT = "a socks5h:// proxy (the job's tunnel) needs socksio: pip install 'httpx2[socks]'"
-TOKEN_KEY = "HF_TOKEN"
+TOKEN_KEY = TOKEN_KEYS[0]  # HF_TOKEN: the upload needs it by this name (a write token)
 # Environment variables the upload takes from the job's environment (never the token).
 ENV_FOR_UPLOAD = ("ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "all_proxy", "https_proxy",
                   "http_proxy", "no_proxy", "HF_ENDPOINT", "HF_HUB_ETAG_TIMEOUT",
@@ -235,7 +237,7 @@ def run_upload(directory: str, repo: str, private: bool, env: Mapping[str, str],
     overlay = {k: env[k] for k in ENV_FOR_UPLOAD if env.get(k)}
     overlay["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     overlay["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    for key in set(ENV_FOR_UPLOAD) | set(overlay) | {TOKEN_KEY, "HUGGING_FACE_HUB_TOKEN"}:
+    for key in set(ENV_FOR_UPLOAD) | set(overlay) | set(TOKEN_KEYS):
         saved[key] = os.environ.pop(key, None)
     os.environ.update(overlay)
     try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 
 from ot_hpc import clusters
+from ot_hpc.cluster_facts import from_facts, interconnect_hostname, to_facts
 from ot_hpc.clusters import (
     ClusterFileError,
     ClusterNotFound,
     detect_cluster,
     get_cluster,
-    interconnect_hostname,
     known_clusters,
 )
 
@@ -139,3 +139,20 @@ def test_bad_cluster_file_is_one_line(tmp_path, text, fragment):
     with pytest.raises(ClusterFileError) as caught:
         clusters.load_clusters({"OT_HPC_CLUSTERS_DIR": str(tmp_path), "HOME": str(tmp_path)})
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", [c.name for c in clusters.BUILTIN_CLUSTERS])
+def test_cluster_facts_round_trip_through_json(name):
+    import json
+
+    cluster = get_cluster(name)
+    assert from_facts(json.loads(json.dumps(to_facts(cluster)))) == cluster
+
+
+def test_cluster_facts_refuse_unknown_and_missing_fields():
+    facts = to_facts(get_cluster("local"))
+    with pytest.raises(ValueError, match="unknown fields"):
+        from_facts(dict(facts, flux_capacitor=1))
+    del facts["site"]
+    with pytest.raises(ValueError, match="incomplete"):
+        from_facts(facts)

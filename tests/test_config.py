@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from ot_hpc.config import (
-    SETTINGS,
-    ConfigError,
-    format_config,
-    format_settings_table,
-    load_config,
-    parse_env_text,
-)
+from ot_hpc.config.discovery import ConfigError, load_config
+from ot_hpc.envfile import parse_env_text
+from ot_hpc.config.merge import format_config
+from ot_hpc.config.settings import SETTINGS, format_settings_table
 from ot_hpc.clusters import ClusterNotFound
 
 
@@ -311,7 +307,7 @@ def test_bad_cli_text_with_a_secret_key_is_not_echoed(envs):
                                   "OPENAI_APIKEY", "DB_PASSWORD", "MY_SECRET", "SSH_PRIVATE_KEY",
                                   "token", "HF_TOKEN_2"])
 def test_secret_names_are_detected(name):
-    from ot_hpc.config import is_secret_name
+    from ot_hpc.config.secrets import is_secret_name
 
     assert is_secret_name(name)
 
@@ -319,7 +315,7 @@ def test_secret_names_are_detected(name):
 @pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "HF_HUB_DISABLE_IMPLICIT_TOKEN",
                                   "MAX_TOKENS", "SECRETARY", "KEYCLOAK_URL", "SECRET_ENV_PATH"])
 def test_words_that_only_contain_a_secret_word_are_not_secrets(name):
-    from ot_hpc.config import is_secret_name
+    from ot_hpc.config.secrets import is_secret_name
 
     assert not is_secret_name(name)
 
@@ -336,7 +332,7 @@ def test_tokenizers_parallelism_is_an_ordinary_job_variable(envs):
 # --- --config not found lists the configs there are (review fix 4) ---------------------
 
 def test_missing_config_lists_the_configs_found(envs):
-    from ot_hpc.config import list_configs
+    from ot_hpc.config.discovery import list_configs
 
     tmp, envs_dir, environ = envs
     (envs_dir / "gsm8k.env").write_text("NUM_NODES=1\n")

@@ -9,10 +9,11 @@ import tarfile
 
 import pytest
 
-from ot_hpc import harbor
 from ot_hpc.cli import submit as submit_cli
-from ot_hpc.harbor import HarborError, UnsafeEntry
 from ot_hpc.spec import read_spec
+from ot_hpc.stage import harbor
+from ot_hpc.stage.errors import StageError
+from ot_hpc.stage.harbor import UnsafeEntry
 
 from .fakehub import FakeHub, write_offline_site
 from .test_predownload import (MODEL_SHA, TOKEN,  # noqa: F401
@@ -210,7 +211,7 @@ def test_a_bad_row_is_one_line_and_nothing_is_left(tmp_path, rows, expected):
     rows = [(p, task_tar() if d == "GOOD" else d) for p, d in rows]
     parquet = write_parquet(tmp_path / "t.parquet", rows)
     dest = tmp_path / "out" / "t"
-    with pytest.raises(HarborError) as failed:
+    with pytest.raises(StageError) as failed:
         harbor.extract_parquet(str(parquet), str(dest), "TRAIN_DATA=org/x")
     message = str(failed.value)
     assert "\n" not in message and failed.value.exit_code == 2
@@ -238,7 +239,7 @@ def test_missing_pyarrow_is_one_line_exit_2(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     assert not harbor.pyarrow_available()
     assert harbor.harbor_parquets(str(tmp_path)) == [str(parquet)]  # spotted without pyarrow
-    with pytest.raises(HarborError) as failed:
+    with pytest.raises(StageError) as failed:
         harbor.extract_snapshot(str(tmp_path), "TRAIN_DATA=org/x")
     message = str(failed.value)
     assert failed.value.exit_code == 2 and "\n" not in message

@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from ot_hpc import predownload, submission
+from ot_hpc import hftoken, submission
 from ot_hpc.cli import submit as submit_cli
-from ot_hpc.config import load_config
-from ot_hpc.predownload import Download, PredownloadError, classify_value, parse_hub_id
+from ot_hpc.config.discovery import load_config
 from ot_hpc.spec import read_spec
-from ot_hpc.validate import validate
+from ot_hpc.stage import fetch as stage_fetch
+from ot_hpc.stage import plan as stage_plan
+from ot_hpc.stage.errors import StageError
+from ot_hpc.stage.plan import Download, classify_value, parse_hub_id
+from ot_hpc.validate.run import validate
 
 from .fakehub import FakeHub, write_offline_site
 from .test_submission import RecordingScheduler
@@ -70,7 +73,7 @@ def no_proxies_no_offline(monkeypatch):
 
 def populate_cache(cache: Path, kind: str, repo_id: str, sha: str, files) -> Path:
     """Lay a snapshot out the way huggingface_hub does: blobs, snapshots/<sha>, refs/main."""
-    storage = cache / predownload.repo_folder_name(repo_id, kind)
+    storage = cache / stage_plan.repo_folder_name(repo_id, kind)
     snapshot = storage / "snapshots" / sha
     for name, content in files.items():
         blob = storage / "blobs" / hashlib.sha1(content).hexdigest()
@@ -126,17 +129,17 @@ def test_enabled_by_mode_and_cluster():
 
     online = get_cluster("local", {})
     offline = replace(online, compute_has_internet=False)
-    assert not predownload.predownload_enabled("auto", online)
-    assert predownload.predownload_enabled("auto", offline)
-    assert predownload.predownload_enabled(None, offline)
-    assert predownload.predownload_enabled("true", online)
-    assert not predownload.predownload_enabled("false", offline)
+    assert not stage_plan.predownload_enabled("auto", online)
+    assert stage_plan.predownload_enabled("auto", offline)
+    assert stage_plan.predownload_enabled(None, offline)
+    assert stage_plan.predownload_enabled("true", online)
+    assert not stage_plan.predownload_enabled("false", offline)
 
 
 def test_cache_dir_is_hf_hub_cache_else_hf_home_hub():
-    assert predownload.hub_cache_dir({"HF_HUB_CACHE": "/c/hub", "HF_HOME": "/h"}) == "/c/hub"
-    assert predownload.hub_cache_dir({"HF_HOME": "/h"}) == "/h/hub"
-    assert predownload.hub_cache_dir({"MODELS_DIR": "/m"}) is None
+    assert stage_plan.hub_cache_dir({"HF_HUB_CACHE": "/c/hub", "HF_HOME": "/h"}) == "/c/hub"
+    assert stage_plan.hub_cache_dir({"HF_HOME": "/h"}) == "/h/hub"
+    assert stage_plan.hub_cache_dir({"MODELS_DIR": "/m"}) is None
 
 
 @pytest.fixture
@@ -164,6 +167,12 @@ def validated(world, values, cluster="offline"):
     return validate(config, now=NOW, cwd=str(tmp), run_skyrl_check=False, environ=environ)
 
 
+def plan_of(job, cluster=None):
+    """The download plan of a validated job (what ``submission.build`` plans)."""
+    return stage_plan.plan_downloads(job.mapped_values, job.hub_cache, job.environment,
+                                     job.resolved_config.get("PREDOWNLOAD"), cluster or job.cluster)
+
+
 def test_plan_lists_ids_and_skips_local_values(world):
     tmp = world[0]
     result = validated(world, {**BASE, "HF_HUB_CACHE": f"{tmp}/hub",
@@ -172,7 +181,7 @@ def test_plan_lists_ids_and_skips_local_values(world):
                                "VAL_DATA": "org/tiny-data:test"})
     assert result.ok, [p.line() for p in result.problems]
     assert not result.warnings
-    plan = predownload.plan_downloads(result.job, result.job.cluster)
+    plan = plan_of(result.job, result.job.cluster)
     cache = f"{tmp}/hub"
     assert plan == (
         Download("model", "org/tiny-model", "main", "MODEL_PATH", cache),
@@ -187,17 +196,17 @@ def test_plan_is_empty_when_off_local_or_verbatim(world):
     tmp = world[0]
     values = {**BASE, "HF_HUB_CACHE": f"{tmp}/hub", "MODEL_PATH": "org/tiny-model"}
     online = validated(world, values, cluster="local").job
-    assert predownload.plan_downloads(online, online.cluster) == ()  # auto, has internet
+    assert plan_of(online, online.cluster) == ()  # auto, has internet
     off = validated(world, {**values, "PREDOWNLOAD": "false"})
-    assert predownload.plan_downloads(off.job, off.job.cluster) == ()
+    assert plan_of(off.job, off.job.cluster) == ()
     assert any("PREDOWNLOAD=false" in w for w in off.warnings)  # the job reaches the Hub by tunnel
     forced = validated(world, {**values, "PREDOWNLOAD": "true"}, cluster="local").job
-    assert [d.repo_id for d in predownload.plan_downloads(forced, forced.cluster)] == ["org/tiny-model"]
+    assert [d.repo_id for d in plan_of(forced, forced.cluster)] == ["org/tiny-model"]
     (tmp / "model").mkdir()
     local = validated(world, {**values, "MODEL_PATH": "model",
                               "TRAIN_DATA": "\"['org/tiny-data']\""}).job
     assert local.mapped_values == {"MODEL_PATH": (str(tmp / "model"),)}  # Hydra list: verbatim
-    assert predownload.plan_downloads(local, local.cluster) == ()
+    assert plan_of(local, local.cluster) == ()
 
 
 def test_cache_choice_and_validation_problems(world):
@@ -207,7 +216,7 @@ def test_cache_choice_and_validation_problems(world):
     no_cache = validated(world, values)
     assert no_cache.ok and no_cache.job.hub_cache == f"{tmp}/home/.cache/huggingface/hub"
     assert any(w.startswith("PREDOWNLOAD: neither HF_HUB_CACHE") for w in no_cache.warnings)
-    assert predownload.plan_downloads(no_cache.job)[0].cache_dir == no_cache.job.hub_cache
+    assert plan_of(no_cache.job)[0].cache_dir == no_cache.job.hub_cache
     with_home = validated(world, {**values, "HF_HOME": f"{tmp}/hf"})  # $HF_HOME/hub
     assert with_home.ok and with_home.job.hub_cache == f"{tmp}/hf/hub" and not with_home.warnings
     relative = validated(world, {**values, "HF_HUB_CACHE": "hub"})
@@ -244,6 +253,89 @@ def test_snapshots_replace_ids_in_the_overrides(world):
     assert local.job_request == request.job_request and local.spec_path == request.spec_path
 
 
+def offline_cluster():
+    from ot_hpc.clusters import get_cluster
+
+    return replace(get_cluster("local", {}), compute_has_internet=False)
+
+
+def test_plan_downloads_from_plain_values(tmp_path):
+    mapped = {"MODEL_PATH": ("org/m",), "TRAIN_DATA": ("org/d:train", "/abs/local.parquet")}
+    cache = str(tmp_path / "hub")
+    plan = stage_plan.plan_downloads(mapped, None, {"HF_HUB_CACHE": cache}, None, offline_cluster())
+    assert plan == (Download("model", "org/m", "main", "MODEL_PATH", cache),
+                    Download("dataset", "org/d", "main", "TRAIN_DATA", cache, "train"))
+    chosen = stage_plan.plan_downloads(mapped, "/chosen", {"HF_HUB_CACHE": cache}, "auto",
+                                       offline_cluster())
+    assert {d.cache_dir for d in chosen} == {"/chosen"}  # validation's choice wins
+    assert stage_plan.plan_downloads(mapped, cache, {}, "false", offline_cluster()) == ()
+    with pytest.raises(StageError) as failed:
+        stage_plan.plan_downloads(mapped, None, {}, "true", offline_cluster())
+    assert failed.value.exit_code == 2 and str(failed.value).startswith("MODEL_PATH=org/m: ")
+    assert not (tmp_path / "hub").exists()
+
+
+def test_localized_overrides_from_plain_values():
+    from ot_hpc.config.merge import Override
+
+    overrides = (Override("", "trainer.policy.model.path", "org/m", "MODEL_PATH"),
+                 Override("", "data.train_data", "['org/d:train','/x.parquet']", "TRAIN_DATA"),
+                 Override("+", "data.train_data", "kept", "-S"),
+                 Override("", "trainer.epochs", "1", "-S"))
+    mapped = {"MODEL_PATH": ("org/m",), "TRAIN_DATA": ("org/d:train", "/x.parquet")}
+    model = Download("model", "org/m", "main", "MODEL_PATH", "/c")
+    data = Download("dataset", "org/d", "main", "TRAIN_DATA", "/c", "train")
+    snapshots = {model: "/snap/m", data: "/snap/d"}
+    local = stage_plan.localized_overrides(overrides, mapped, (model, data), snapshots)
+    assert [o.text for o in local] == ["trainer.policy.model.path=/snap/m",
+                                       "data.train_data=['/snap/d:train','/x.parquet']",
+                                       "+data.train_data=kept", "trainer.epochs=1"]
+    harbor = stage_plan.localized_overrides(overrides, mapped, (model, data), snapshots,
+                                            {data: ("/tasks/a", "/tasks/b")})
+    assert harbor[1].text == "data.train_data=['/tasks/a','/tasks/b','/x.parquet']"
+    assert stage_plan.localized_overrides(overrides, mapped, (), {}) == overrides
+
+
+def test_hydra_quoting_has_one_home():
+    from ot_hpc.hydra import hydra_list, hydra_quote, hydra_quote_always
+
+    assert hydra_quote("Qwen/Qwen2.5-1.5B-Instruct") == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert hydra_quote("null") == "'null'" and hydra_quote("a b") == "'a b'"
+    assert hydra_quote_always("it's\\") == "'it\\'s\\\\'"
+    assert hydra_list(["a", "b c"]) == "['a','b c']"
+    assert stage_plan.hydra_value("MODEL_PATH", ["/p q"]) == "'/p q'"
+    assert stage_plan.hydra_value("VAL_DATA", ["/p"]) == "['/p']"
+
+
+def test_token_keys_have_one_home():
+    assert hftoken.TOKEN_KEYS == ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+    assert hftoken.token_from({"HF_TOKEN": "a", "HUGGING_FACE_HUB_TOKEN": "b"}) == "a"
+    assert hftoken.token_from({"HF_TOKEN": "", "HUGGING_FACE_HUB_TOKEN": "b"}) == "b"
+    assert hftoken.token_from({"OTHER": "x"}) is None
+
+
+def test_dry_run_lines_from_plain_values(tmp_path, monkeypatch):
+    from ot_hpc.stage import run as staging
+
+    cache = str(tmp_path / "hub")
+    model = Download("model", "org/tiny-model", "main", "MODEL_PATH", cache)
+    data = Download("dataset", "org/tiny-data", "main", "VAL_DATA", cache, "test")
+    monkeypatch.setattr(staging, "huggingface_hub_available", lambda: True)
+    lines = staging.predownload_lines((model, data), None, "jsc")
+    assert lines[:2] == ["#", "# Pre-download (PREDOWNLOAD=auto: compute nodes of jsc have no internet):"]
+    assert f"#   MODEL_PATH: model org/tiny-model -> {model.expected_snapshot()}" in lines
+    assert "#   (<main>: the commit `main` points to when it is downloaded)" in lines
+    assert lines[-1] == "#   (datasets not in the cache yet are checked after their download)"
+    assert staging.predownload_lines((model,), " TRUE ", "jsc")[1] == "# Pre-download (PREDOWNLOAD=true):"
+    assert staging.predownload_lines((), "true", "jsc") == []
+    assert staging.harbor_lines((model,)) == []  # no dataset: nothing to extract
+    snapshots, replacements = staging.expected_paths((model, data))
+    assert snapshots == {model: model.expected_snapshot(), data: data.expected_snapshot()}
+    assert replacements == {}
+    assert staging.fetch_and_extract((), str(tmp_path / "unreadable-secret")) == ({}, {})
+    assert not (tmp_path / "hub").exists()
+
+
 # --------------------------------------------------------------------------------------
 # Fetching with the real huggingface_hub (loopback only)
 # --------------------------------------------------------------------------------------
@@ -260,7 +352,7 @@ def test_fetch_downloads_from_the_hub_into_the_cache(huggingface_hub, hub, tmp_p
                     ("dataset", "org/tiny-data", "TRAIN_DATA", "train"),
                     ("dataset", "org/tiny-data", "VAL_DATA", "test"))
     lines = []
-    paths = predownload.fetch(plan, token=TOKEN, endpoint=hub.url, report=lines.append)
+    paths = stage_fetch.fetch(plan, token=TOKEN, endpoint=hub.url, report=lines.append)
     model_dir = cache / "models--org--tiny-model" / "snapshots" / MODEL_SHA
     data_dir = cache / "datasets--org--tiny-data" / "snapshots" / DATA_SHA
     assert paths == {plan[0]: str(model_dir), plan[1]: str(data_dir), plan[2]: str(data_dir)}
@@ -271,7 +363,7 @@ def test_fetch_downloads_from_the_hub_into_the_cache(huggingface_hub, hub, tmp_p
     assert info_calls == ["/api/models/org/tiny-model/revision/main",
                           "/api/datasets/org/tiny-data/revision/main"]  # one download per repo
     assert not any(TOKEN in line for line in lines)
-    assert predownload.fetch(plan[:1], endpoint=hub.url) == {plan[0]: str(model_dir)}  # cached
+    assert stage_fetch.fetch(plan[:1], endpoint=hub.url) == {plan[0]: str(model_dir)}  # cached
     assert hub.requests[-1][2] is None  # no token: none sent (not even the login shell's)
 
 
@@ -280,13 +372,13 @@ def test_fetch_returns_a_prepopulated_snapshot_without_network(huggingface_hub, 
     snapshot = populate_cache(cache, "model", "org/tiny-model", MODEL_SHA, {"config.json": b"{}"})
     plan = plan_for(cache, ("model", "org/tiny-model", "MODEL_PATH", ""))
     assert plan[0].cached_snapshot() == str(snapshot)
-    assert predownload.fetch(plan, endpoint=closed_port) == {plan[0]: str(snapshot)}
+    assert stage_fetch.fetch(plan, endpoint=closed_port) == {plan[0]: str(snapshot)}
 
 
 def test_missing_repo_without_network_is_one_line_exit_1(huggingface_hub, closed_port, tmp_path):
     plan = plan_for(tmp_path / "hub", ("model", "org/not-here", "MODEL_PATH", ""))
-    with pytest.raises(PredownloadError) as failed:
-        predownload.fetch(plan, endpoint=closed_port)
+    with pytest.raises(StageError) as failed:
+        stage_fetch.fetch(plan, endpoint=closed_port)
     message = str(failed.value)
     assert failed.value.exit_code == 1 and "\n" not in message
     assert message.startswith("MODEL_PATH=org/not-here: cannot reach") and "ConnectError" in message
@@ -301,8 +393,8 @@ def test_unknown_or_gated_repo_is_one_line_exit_2(huggingface_hub, hub, tmp_path
                                                    split, expected):
     setting = "TRAIN_DATA" if kind == "dataset" else "MODEL_PATH"
     plan = plan_for(tmp_path / "hub", (kind, repo_id, setting, split))
-    with pytest.raises(PredownloadError) as failed:
-        predownload.fetch(plan, endpoint=hub.url)
+    with pytest.raises(StageError) as failed:
+        stage_fetch.fetch(plan, endpoint=hub.url)
     message = str(failed.value)
     assert failed.value.exit_code == 2 and "\n" not in message
     assert message.startswith(expected) and "HF_TOKEN" in message
@@ -311,20 +403,20 @@ def test_unknown_or_gated_repo_is_one_line_exit_2(huggingface_hub, hub, tmp_path
 def test_missing_huggingface_hub_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails
     plan = plan_for(tmp_path / "hub", ("model", "org/tiny-model", "MODEL_PATH", ""))
-    with pytest.raises(PredownloadError) as failed:
-        predownload.fetch(plan)
+    with pytest.raises(StageError) as failed:
+        stage_fetch.fetch(plan)
     assert failed.value.exit_code == 2 and "\n" not in str(failed.value)
     assert "pip install huggingface_hub" in str(failed.value) and "PREDOWNLOAD=false" in str(failed.value)
-    assert predownload.fetch(()) == {}  # nothing planned: nothing needed
+    assert stage_fetch.fetch(()) == {}  # nothing planned: nothing needed
 
 
 def test_token_comes_from_the_secret_file_only(tmp_path):
     secret = tmp_path / "secret.env"
     secret.write_text(f"WANDB_API_KEY=w\nHF_TOKEN='{TOKEN}'\n")
-    assert predownload.read_hf_token(str(secret)) == TOKEN
+    assert stage_fetch.read_hf_token(str(secret)) == TOKEN
     secret.write_text("WANDB_API_KEY=w\n")
-    assert predownload.read_hf_token(str(secret)) is None
-    assert predownload.read_hf_token(None) is None
+    assert stage_fetch.read_hf_token(str(secret)) is None
+    assert stage_fetch.read_hf_token(None) is None
 
 
 # --------------------------------------------------------------------------------------
@@ -427,13 +519,14 @@ def test_cli_flag_and_listing():
     assert parser.parse_args(["--predownload", "false"]).PREDOWNLOAD == "false"
     with pytest.raises(SystemExit):
         parser.parse_args(["--predownload", "maybe"])
-    from ot_hpc.config import format_settings_table
+    from ot_hpc.config.settings import format_settings_table
 
     assert "PREDOWNLOAD" in format_settings_table() and "--predownload" in format_settings_table()
 
 
 def test_planning_modules_do_not_import_huggingface_hub():
-    code = ("import sys, ot_hpc.cli.submit, ot_hpc.submission, ot_hpc.predownload; "
+    code = ("import sys, ot_hpc.cli.submit, ot_hpc.submission, ot_hpc.stage.plan, "
+            "ot_hpc.stage.fetch, ot_hpc.stage.run; "
             "sys.exit(1 if 'huggingface_hub' in sys.modules else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from ot_hpc.scheduler import pyslurm_backend as pb
+from ot_hpc.scheduler import pyslurm_convert as pc
 from ot_hpc.scheduler.base import (
     AccountingUnavailable,
     BackendUnavailable,
@@ -106,7 +107,7 @@ def test_submit_kwargs_maps_every_field():
         working_directory="/work", signal_name="USR2", signal_seconds_before_end=300,
         requeue=True, append_output=True, hold=True,
     )
-    assert pb.submit_kwargs(request) == {
+    assert pc.submit_kwargs(request) == {
         "name": "unit-job",
         "script": "#!/bin/bash\nsrun hostname\n",
         "nodes": 2,
@@ -131,7 +132,7 @@ def test_submit_kwargs_maps_every_field():
 
 
 def test_submit_kwargs_minimal_request_sets_tasks_and_never_priority():
-    kwargs = pb.submit_kwargs(make_request(nodes=3, ntasks_per_node=2))
+    kwargs = pc.submit_kwargs(make_request(nodes=3, ntasks_per_node=2))
     assert kwargs["ntasks"] == 6 and kwargs["ntasks_per_node"] == 2 and kwargs["nodes"] == 3
     assert isinstance(kwargs["time_limit"], int)  # "30" would be a TypeError in pyslurm
     assert kwargs["is_requeueable"] is False
@@ -141,9 +142,9 @@ def test_submit_kwargs_minimal_request_sets_tasks_and_never_priority():
 
 
 def test_empty_environment_stays_a_dict_so_the_login_environment_is_not_exported():
-    env = pb.submit_kwargs(make_request(environment={}))["environment"]
+    env = pc.submit_kwargs(make_request(environment={}))["environment"]
     assert isinstance(env, dict) and env  # {} would become "ALL" inside pyslurm
-    assert env == pb.EMPTY_ENVIRONMENT_MARKER
+    assert env == pc.EMPTY_ENVIRONMENT_MARKER
 
 
 @pytest.mark.parametrize("name, batch_only, seconds, expected", [
@@ -155,12 +156,12 @@ def test_empty_environment_stays_a_dict_so_the_login_environment_is_not_exported
 def test_signal_uses_names_pyslurm_can_resolve(name, batch_only, seconds, expected):
     request = make_request(signal_name=name, signal_batch_only=batch_only,
                            signal_seconds_before_end=seconds)
-    assert pb.submit_kwargs(request)["signal"] == expected
+    assert pc.submit_kwargs(request)["signal"] == expected
 
 
 def test_unknown_signal_is_a_scheduler_error():
     with pytest.raises(SchedulerError, match="NOPE"):
-        pb.submit_kwargs(make_request(signal_name="NOPE"))
+        pc.submit_kwargs(make_request(signal_name="NOPE"))
 
 
 def test_submit_kwargs_are_accepted_by_the_strict_standin(standin):
@@ -169,7 +170,7 @@ def test_submit_kwargs_are_accepted_by_the_strict_standin(standin):
         exclude_nodes=("n3",), output_path="/tmp/x-%j.out", working_directory="/tmp",
         signal_name="USR2", signal_seconds_before_end=120, requeue=True, hold=True,
     )
-    desc = standin.JobSubmitDescription(**pb.submit_kwargs(request))
+    desc = standin.JobSubmitDescription(**pc.submit_kwargs(request))
     options, env, script = desc._create_job_submit_desc()  # the sbatch translation, no Slurm
     for option in ("--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--time=30",
                    "--cpus-per-task=2", "--gres=gpu:2", "--mem=500M", "--partition=gpu",
@@ -236,7 +237,7 @@ def test_standin_jobfilter_drops_root_from_users(standin):
 
 # -- pyslurm objects -> JobRecord -----------------------------------------------------------
 def test_running_job_record():
-    record = pb.record_from_job(live_job())
+    record = pc.record_from_job(live_job())
     assert record.job_id == 42 and record.name == "unit-job" and record.user == "alice"
     assert record.state is JobState.RUNNING and record.raw_state == "RUNNING"
     assert record.reason is None  # pyslurm says 'None'
@@ -252,7 +253,7 @@ def test_running_job_record():
 
 
 def test_pending_held_job_record():
-    record = pb.record_from_job(live_job(
+    record = pc.record_from_job(live_job(
         state="PENDING", state_reason="JobHeldUser", allocated_nodes=None, run_time=0,
         run_time_remaining=1800, start_time=EPOCH + 500, end_time=0, requeue_count=0))
     assert record.state is JobState.PENDING and record.reason == "JobHeldUser"
@@ -261,7 +262,7 @@ def test_pending_held_job_record():
 
 
 def test_finished_job_record_zero_epochs_unlimited_and_exit_split():
-    record = pb.record_from_job(live_job(
+    record = pc.record_from_job(live_job(
         state="FAILED", state_reason="NonZeroExitCode", time_limit=None, run_time_remaining=None,
         submit_time=0, exit_code=3, exit_code_signal=0, run_time=12))
     assert record.state is JobState.FAILED and record.reason == "NonZeroExitCode"
@@ -272,20 +273,20 @@ def test_finished_job_record_zero_epochs_unlimited_and_exit_split():
 
 
 def test_time_left_only_for_active_jobs():
-    done = pb.record_from_job(live_job(state="COMPLETED", run_time_remaining=-500))
+    done = pc.record_from_job(live_job(state="COMPLETED", run_time_remaining=-500))
     assert done.time_left_seconds is None
-    over = pb.record_from_job(live_job(state="RUNNING", run_time_remaining=-5))
+    over = pc.record_from_job(live_job(state="RUNNING", run_time_remaining=-5))
     assert over.time_left_seconds == 0
 
 
 def test_signalled_job_exit_parts():
-    record = pb.record_from_job(live_job(state="CANCELLED", exit_code=0, exit_code_signal=9,
+    record = pc.record_from_job(live_job(state="CANCELLED", exit_code=0, exit_code_signal=9,
                                          state_reason=""))
     assert (record.exit_code, record.exit_signal) == (0, 9) and record.reason is None
 
 
 def test_db_job_record():
-    record = pb.record_from_db_job(db_job())
+    record = pc.record_from_db_job(db_job())
     assert record.job_id == 7 and record.state is JobState.FAILED
     assert (record.exit_code, record.exit_signal) == (3, 0)
     assert record.elapsed_seconds == 12 and record.time_left_seconds is None
@@ -295,7 +296,7 @@ def test_db_job_record():
 
 
 def test_db_job_record_odd_values():
-    record = pb.record_from_db_job(db_job(
+    record = pc.record_from_db_job(db_job(
         elapsed_time=None, time_limit="PartitionLimit", nodelist="None assigned", num_nodes=None,
         state="CANCELLED", start_time=None, submit_time=0))
     assert record.elapsed_seconds == 0  # pyslurm gives None for 0 s
@@ -311,14 +312,14 @@ def test_records_from_standin_objects_use_only_real_names(standin):
         "StartTime": str(EPOCH + 1), "EndTime": str(EPOCH + 3), "Partition": "gpu",
         "NodeList": "n1", "NumNodes": "1", "StdOut": "/tmp/x-9.out",
     }
-    record = pb.record_from_job(standin.Job._from_fields(fields))
+    record = pc.record_from_job(standin.Job._from_fields(fields))
     assert record.user == "root" and record.time_limit_minutes == 7 and record.exit_code == 3
     assert record.elapsed_seconds == 2 and record.end_time == local(EPOCH + 3)
     row = {"JobIDRaw": "9", "JobName": "contract-x", "UID": "0", "State": "CANCELLED by 0",
            "ExitCode": "0:15", "TimelimitRaw": "UNLIMITED", "ElapsedRaw": "0",
            "Start": "Unknown", "End": str(EPOCH + 3), "NodeList": "None assigned", "NNodes": "1",
            "Cluster": "local"}
-    record = pb.record_from_db_job(standin.db.Job._from_row(row))
+    record = pc.record_from_db_job(standin.db.Job._from_row(row))
     assert record.state is JobState.CANCELLED and record.raw_state == "CANCELLED"
     assert (record.exit_code, record.exit_signal) == (0, 15)
     assert record.time_limit_minutes is None and record.node_list == "" and record.elapsed_seconds == 0
@@ -598,3 +599,40 @@ def test_control_error_is_scheduler_error():
     sched, _ = scheduler_for(module)
     with pytest.raises(SchedulerError, match="presently disabled"):
         sched.requeue(3)
+
+
+# -- what the dry run shows: the JobSubmitDescription this backend would build -------------
+API_DOC = os.path.join(REPO, "docs", "pyslurm-25.11.2-api.md")
+
+
+def test_submit_description_lines_name_real_job_submit_description_fields(standin):
+    request = make_request(
+        cpus_per_task=72, gpus_per_node=1, memory_per_node_mb=4096, partition="gh",
+        account="CCR24067", qos="normal", exclude_nodes=("n3",), output_path="/exp/logs/j_%j.log",
+        working_directory="/exp", signal_name="USR2", signal_seconds_before_end=300,
+        requeue=True, append_output=True, hold=True,
+    )
+    lines = pc.submit_description_lines(request)
+    assert lines[0] == "# pyslurm.JobSubmitDescription(" and lines[-1] == "# )"
+    body = lines[1:-1]
+    assert all(line.startswith("#     ") and line.endswith(",") and "=" in line for line in body)
+    names = [line[len("#     "):].split("=", 1)[0] for line in body]
+    assert names == sorted(pc.submit_kwargs(request)) and names == sorted(names)
+    documented = open(API_DOC).read()
+    for name in names:
+        assert name in standin._submission_module.PUBLIC_ATTRIBUTES, name
+        assert f"`{name}`" in documented, name
+    assert "#     nodes=2," in body and "#     partitions='gh'," in body
+    assert "#     priority=0," in body and "#     signal='B:SIGUSR2@300'," in body
+    # the script and the environment are shown elsewhere in the dry run
+    assert "#     script=...," in body and "#     environment=...," in body
+    assert not any("srun hostname" in line or "MARK" in line for line in lines)
+
+
+def test_pyslurm_scheduler_describes_without_calling_pyslurm():
+    def refuse(**kwargs):
+        raise AssertionError("JobSubmitDescription built for a description")
+
+    sched, _ = scheduler_for(fake_module(JobSubmitDescription=refuse))
+    request = make_request(partition="gpu")
+    assert sched.describe_submission(request) == pc.submit_description_lines(request)

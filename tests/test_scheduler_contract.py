@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from ot_hpc.scheduler import BackendUnavailable, JobRequest, JobState, SchedulerError
-from ot_hpc.scheduler.cli import CliScheduler
+from ot_hpc.scheduler.commands import CommandScheduler
 
 from .conftest import REPO, base_environment, wait_for
 
@@ -55,7 +55,7 @@ def load_standin_pyslurm():
 
 def make_scheduler(lane: str):
     if lane == "cli":
-        return CliScheduler()
+        return CommandScheduler()
     from ot_hpc.scheduler.pyslurm_backend import PyslurmScheduler
 
     if lane == "pyslurm":
@@ -89,7 +89,7 @@ def timeout_jobs(lane_schedulers, tmp_path_factory):
             jobs[lane] = sched.submit(request_for(tmp, f"timeout-{lane}", "sleep 600", time_limit_minutes=1))
     yield jobs
     for job_id in jobs.values():
-        CliScheduler().cancel(job_id)
+        CommandScheduler().cancel(job_id)
 
 
 @pytest.fixture(scope="module", params=LANES)
@@ -102,7 +102,7 @@ def scheduler(request, lane_schedulers):
     sched.lane = request.param
     yield sched
     for job_id in created:
-        CliScheduler().cancel(job_id)
+        CommandScheduler().cancel(job_id)
 
 
 def request_for(tmp_path, name, script_body, **changes):

@@ -1,5 +1,6 @@
 """Pure logic of the scheduler layer: state taxonomy, durations, hostlists, parsers."""
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -11,10 +12,10 @@ from ot_hpc.durations import (
 )
 from ot_hpc.hostlist import expand_hostlist
 from ot_hpc.scheduler import JobRequest, JobState, normalize_state
-from ot_hpc.scheduler.cli import (
+from ot_hpc.scheduler.commands import CommandScheduler, sbatch_arguments, sbatch_lines
+from ot_hpc.scheduler.slurm_text import (
     DELIMITER,
     SACCT_FIELDS,
-    CliScheduler,
     clean_slurm_message,
     decode_wait_status,
     expand_output_pattern,
@@ -23,7 +24,6 @@ from ot_hpc.scheduler.cli import (
     parse_scontrol_fields,
     parse_squeue,
     record_from_scontrol,
-    sbatch_arguments,
 )
 
 
@@ -250,7 +250,7 @@ def test_cli_retries_while_controller_unreachable_then_fails(monkeypatch):
         calls.append(argv)
         return _FakeProcess(1, stderr="squeue: error: Unable to contact slurm controller (connect failure)")
 
-    scheduler = CliScheduler(run=run, sleep=pauses.append)
+    scheduler = CommandScheduler(run=run, sleep=pauses.append)
     from ot_hpc.scheduler import ControllerUnreachable
 
     with pytest.raises(ControllerUnreachable, match="Unable to contact slurm controller"):
@@ -267,7 +267,7 @@ def test_cli_submit_passes_only_the_given_environment(monkeypatch):
         seen.update(argv=argv, stdin=stdin, env=env)
         return _FakeProcess(0, stdout="123;local\n")
 
-    job_id = CliScheduler(run=run).submit(_request(environment={"PATH": "/usr/bin", "A": "1"}))
+    job_id = CommandScheduler(run=run).submit(_request(environment={"PATH": "/usr/bin", "A": "1"}))
     assert job_id == 123
     assert seen["env"] == {"PATH": "/usr/bin", "A": "1"}
     assert "hunter2" not in " ".join(seen["argv"]) and "--export=ALL" in seen["argv"]
@@ -287,7 +287,7 @@ def test_cli_submit_never_retries_what_may_have_reached_the_controller(monkeypat
         raise subprocess.TimeoutExpired(argv, 60)
 
     with pytest.raises(ControllerUnreachable):
-        CliScheduler(run=timed_out, sleep=lambda s: None).submit(_request())
+        CommandScheduler(run=timed_out, sleep=lambda s: None).submit(_request())
     assert len(calls) == 1
 
     calls.clear()
@@ -297,7 +297,7 @@ def test_cli_submit_never_retries_what_may_have_reached_the_controller(monkeypat
         return _FakeProcess(1, stderr="sbatch: error: Batch job submission failed: Zero Bytes were transmitted or received")
 
     with pytest.raises(SchedulerError):
-        CliScheduler(run=zero_bytes, sleep=lambda s: None).submit(_request())
+        CommandScheduler(run=zero_bytes, sleep=lambda s: None).submit(_request())
     assert len(calls) == 1
 
     calls.clear()
@@ -308,7 +308,7 @@ def test_cli_submit_never_retries_what_may_have_reached_the_controller(monkeypat
         calls.append(argv)
         return next(answers)
 
-    assert CliScheduler(run=connect_then_ok, sleep=lambda s: None).submit(_request()) == 77
+    assert CommandScheduler(run=connect_then_ok, sleep=lambda s: None).submit(_request()) == 77
     assert len(calls) == 2
 
 
@@ -326,7 +326,7 @@ def test_cli_sacct_does_not_retry_and_reports_no_accounting(monkeypatch):
 
     now = datetime.now().astimezone()
     with pytest.raises(AccountingUnavailable):
-        CliScheduler(run=dbd_down, sleep=lambda s: None).list_finished_jobs("alice", now - timedelta(hours=1), now)
+        CommandScheduler(run=dbd_down, sleep=lambda s: None).list_finished_jobs("alice", now - timedelta(hours=1), now)
     assert len(calls) == 1 and "-s" in calls[0]
 
 
@@ -344,7 +344,7 @@ _PARTITION_LINE = (
 
 def test_partition_from_scontrol_line():
     from ot_hpc.scheduler import PartitionInfo
-    from ot_hpc.scheduler.cli import parse_scontrol_fields, partition_from_scontrol
+    from ot_hpc.scheduler.slurm_text import parse_scontrol_fields, partition_from_scontrol
 
     info = partition_from_scontrol(parse_scontrol_fields(_PARTITION_LINE))
     assert info == PartitionInfo("gpu", 3, None, 2880, "UP")
@@ -363,3 +363,87 @@ def test_base_scheduler_get_partition_defaults_to_unknown():
         submit = get_job = list_jobs = list_finished_jobs = cancel = requeue = release = None
 
     assert Minimal().get_partition("debug") is None and Minimal().list_partition_names() is None
+
+
+# -- describing a submission and partition limits through the interface --------------------
+GOLDEN_DRY_RUN = Path(__file__).resolve().parent / "golden" / "gsm8k_tacc_vista_dryrun.txt"
+# The job request behind the golden dry run (its <TMP> placeholders kept as they are).
+GOLDEN_REQUEST = dict(
+    script="#!/bin/bash\ntrue\n", name="gsm8k-1.5b-2n-20250301-141502", nodes=2,
+    time_limit_minutes=60, environment={"PATH": "/usr/bin"}, cpus_per_task=72, gpus_per_node=1,
+    partition="gh", account="CCR24067",
+    output_path="<TMP>/exp/logs/gsm8k-1.5b-2n-20250301-141502_%j.log",
+    working_directory="<TMP>/exp", signal_name="USR2", signal_seconds_before_end=300,
+    requeue=True, append_output=True,
+)
+
+
+def test_sbatch_lines_are_the_golden_dry_runs_job_description():
+    golden = [line for line in GOLDEN_DRY_RUN.read_text().split("\n") if line.startswith("#SBATCH ")]
+    request = JobRequest(**GOLDEN_REQUEST)
+    assert sbatch_lines(request) == golden
+    assert sbatch_lines(request) == [f"#SBATCH {a}" for a in sbatch_arguments(request)]
+
+
+def test_command_scheduler_describes_without_running_anything():
+    def no_process(argv, stdin, env):
+        raise AssertionError(f"ran {argv}")
+
+    request = _request(hold=True, partition="gpu")
+    assert CommandScheduler(run=no_process).describe_submission(request) == sbatch_lines(request)
+
+
+def test_base_scheduler_describes_the_request_fields_without_script_and_environment():
+    from ot_hpc.scheduler import Scheduler
+
+    class Minimal(Scheduler):
+        submit = get_job = list_jobs = list_finished_jobs = cancel = requeue = release = None
+
+    lines = Minimal().describe_submission(_request(environment={"SECRET_LOOKING": "x"}))
+    assert lines[0] == "# JobRequest(" and lines[-1] == "# )"
+    assert "#     nodes=2," in lines and "#     script=...," in lines and "#     environment=...," in lines
+    assert not any("SECRET_LOOKING" in line or "#!/bin/bash" in line for line in lines)
+
+
+def _partitions(found=None, names=None):
+    from ot_hpc.scheduler import Scheduler
+
+    class Partitions(Scheduler):
+        submit = get_job = list_jobs = list_finished_jobs = cancel = requeue = release = None
+
+        def get_partition(self, name):
+            return found if found is not None and found.name == name else None
+
+        def list_partition_names(self):
+            return names
+
+    return Partitions()
+
+
+def test_partition_limits_from_get_partition_and_list_partition_names():
+    from ot_hpc.scheduler import PartitionInfo, PartitionLimits
+
+    gpu = PartitionInfo("gpu", total_nodes=3, max_nodes_per_job=None, max_time_minutes=2880, state="UP")
+    assert _partitions(gpu, ["debug", "gpu"]).partition_limits("gpu") == PartitionLimits("gpu", 3, 2880)
+    small = PartitionInfo("gpu", total_nodes=8, max_nodes_per_job=2, max_time_minutes=None, state="UP")
+    assert _partitions(small).partition_limits("gpu") == PartitionLimits("gpu", 2, None)
+    missing = _partitions(gpu, ["debug", "gpu"]).partition_limits("nosuch")
+    assert missing == PartitionLimits("nosuch", exists=False, available=("debug", "gpu"))
+    assert _partitions(None, None).partition_limits("gpu") is None  # the backend cannot tell
+    assert _partitions(None, []).partition_limits("gpu") is None
+
+
+def test_slurm_conf_cluster_name_and_which_cluster_it_serves(tmp_path):
+    from types import SimpleNamespace
+
+    from ot_hpc.scheduler.slurmconf import configured_cluster_name, serves_cluster
+
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("# ClusterName=commented\nSlurmctldHost=c1\n clustername = Vista  # here\n")
+    environ = {"SLURM_CONF": str(conf)}
+    assert configured_cluster_name(environ) == "Vista"
+    assert configured_cluster_name({"SLURM_CONF": str(tmp_path / "missing.conf")}) is None
+    vista = SimpleNamespace(name="tacc_vista", slurm_cluster_names=("vista",))
+    other = SimpleNamespace(name="leonardo", slurm_cluster_names=("leonardo",))
+    assert serves_cluster(vista, environ) and not serves_cluster(other, environ)
+    assert not serves_cluster(vista, {"SLURM_CONF": str(tmp_path / "missing.conf")})

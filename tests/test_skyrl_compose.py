@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ot_hpc import skyrl_check, submission
-from ot_hpc.config import load_config
+from ot_hpc.config.discovery import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".cache" / "skyrl-venv"

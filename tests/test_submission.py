@@ -14,10 +14,10 @@ import pytest
 
 from ot_hpc import submission
 from ot_hpc.cli import submit as submit_cli
-from ot_hpc.config import load_config
+from ot_hpc.config.discovery import load_config
 from ot_hpc.scheduler.base import JobRecord, JobRequest, JobState, Scheduler
-from ot_hpc.spec import read_spec
-from ot_hpc.submission import spec_json
+from ot_hpc.monitor import wait
+from ot_hpc.spec import read_spec, spec_to_json
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "gsm8k_tacc_vista_dryrun.txt"
@@ -277,11 +277,11 @@ def test_ray_resources_reach_the_spec(site):
     request = build(site, "demo.env", {"CLUSTER": "local",
                                        "RAY_RESOURCES": '{"vllm_instance": 1}'})
     assert json.loads(request.spec.ray_resources) == {"vllm_instance": 1}
-    assert "ray_resources" in spec_json(request)
+    assert "ray_resources" in json.loads(spec_to_json(request.spec))
 
 
 def test_tacc_site_env_registers_the_vllm_instance_resource():
-    from ot_hpc.config import read_env_file
+    from ot_hpc.envfile import read_env_file
 
     values = {k: v for k, v, _ in read_env_file(str(REPO / "envs" / "tacc.env")).bindings}
     assert json.loads(values["RAY_RESOURCES"]) == {"vllm_instance": 1}
@@ -289,7 +289,7 @@ def test_tacc_site_env_registers_the_vllm_instance_resource():
 
 def test_secret_interpolation_never_reaches_spec_or_dry_run(site):
     """The login shell's HF_TOKEN must not be pulled in by ${HF_TOKEN} (review fix 1)."""
-    from ot_hpc.config import format_config
+    from ot_hpc.config.merge import format_config
 
     tmp, environ = site
     demo = (REPO / "envs" / "demo.env").read_text()
@@ -317,16 +317,16 @@ def test_wait_backs_off_and_returns_the_result():
     sleeps = []
     scheduler = RecordingScheduler(states=[JobState.PENDING] * 6 + [JobState.RUNNING] * 4
                                    + [JobState.COMPLETED])
-    record = submission.wait_for_job(scheduler, 1, sleep=sleeps.append)
-    assert record.state is JobState.COMPLETED and submission.exit_code_for(record) == 0
+    record = wait.wait_for_job(scheduler, 1, sleep=sleeps.append)
+    assert record.state is JobState.COMPLETED and wait.exit_code_for(record) == 0
     assert sleeps[0] == 2.0 and sleeps[1] == 3.0 and max(sleeps) <= 60
     assert sleeps[6] == 2.0  # a state change resets the delay
-    failed = submission.wait_for_job(RecordingScheduler([JobState.FAILED], exit_code=3), 1,
-                                     sleep=lambda s: None)
-    assert submission.exit_code_for(failed) == 3
-    timeout = submission.wait_for_job(RecordingScheduler([JobState.TIMEOUT], exit_code=0), 1,
-                                      sleep=lambda s: None)
-    assert submission.exit_code_for(timeout) == 1
+    failed = wait.wait_for_job(RecordingScheduler([JobState.FAILED], exit_code=3), 1,
+                               sleep=lambda s: None)
+    assert wait.exit_code_for(failed) == 3
+    timeout = wait.wait_for_job(RecordingScheduler([JobState.TIMEOUT], exit_code=0), 1,
+                                sleep=lambda s: None)
+    assert wait.exit_code_for(timeout) == 1
 
 
 def test_signal_is_capped_for_short_jobs(site):

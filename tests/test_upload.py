@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ot_hpc import submission, upload
-from ot_hpc.config import load_config
+from ot_hpc.config.discovery import load_config
 from ot_hpc.runner import main as runner_main
 from ot_hpc.runner.envload import load_environment
 from ot_hpc.runner.jobenv import JobEnvironment
@@ -258,7 +258,7 @@ def run_runner(tmp_path, monkeypatch, hub_url, trainer_code, repo="org/policy", 
     secret.write_text(f"HF_TOKEN={TOKEN}\n")
     secret.chmod(0o600)
     spec = JobSpec(job_name="up", cluster="local", num_nodes=1, experiments_dir=str(tmp_path / "exp"),
-                   python="python3", entrypoint_module="ot_hpc.demo_trainer",
+                   trainer_python="python3", entrypoint_module="ot_hpc.demo_trainer",
                    secret_env_file=str(secret), environment={"HF_ENDPOINT": hub_url},
                    upload_repo=repo, upload_private=True, upload_path=str(exports))
     job = JobEnvironment(job_id="77", job_name="up", nodes=("n1",), batch_node="n1",
@@ -327,7 +327,7 @@ def test_missing_export_exits_5(hub, tmp_path, monkeypatch, restore_signals):
 
 def test_spec_reads_without_upload_fields():
     data = json.loads(json.dumps(JobSpec(job_name="j", cluster="local", num_nodes=1, experiments_dir="/e",
-                                         python="p", entrypoint_module="m").to_dict()))
+                                         trainer_python="p", entrypoint_module="m").to_dict()))
     for key in ("upload_repo", "upload_private", "upload_path"):
         data.pop(key)
     spec = JobSpec.from_dict(data)  # an older spec still reads

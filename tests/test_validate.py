@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from ot_hpc.config import load_config
-from ot_hpc.validate import PartitionLimits, validate
+from ot_hpc.config.discovery import load_config
+from ot_hpc.scheduler.base import PartitionLimits
+from ot_hpc.validate.run import validate
 
 NOW = datetime(2025, 3, 1, 14, 15, 2, tzinfo=timezone.utc)
 BASE = {

@@ -1,11 +1,12 @@
-"""ot-scompleted: see `ot-scompleted --help` (the shared body is ot_hpc.monitor.history)."""
+"""ot-scompleted: see `ot-scompleted --help` (the shared body is ot_hpc.cli.history)."""
 from __future__ import annotations
 
 import sys
 from typing import List, Optional
 
-from ..monitor.history import SCOMPLETED, run
+from ..monitor.history import SCOMPLETED
 from .common import run_main
+from .history import run
 
 
 def main(argv: Optional[List[str]] = None) -> int:

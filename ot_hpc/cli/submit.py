@@ -14,9 +14,15 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
-from ..config import SETTINGS, ConfigError, format_config, format_settings_table, load_config
+from ..config.discovery import ConfigError, load_config
+from ..config.merge import format_config
+from ..config.settings import SETTINGS, format_settings_table
+from ..monitor.wait import describe_record, exit_code_for, wait_for_job
+from ..scheduler import BackendUnavailable, PartitionLimits, Scheduler, SchedulerError
+from ..scheduler.slurmconf import serves_cluster
+from ..stage.errors import StageError
 from .common import EXIT_OK, EXIT_USAGE, UsageError, make_parser, run_main, scheduler_from_args
 
 PROG = "ot-submit"
@@ -83,6 +89,42 @@ def _hostnames() -> List[str]:
     return [hostname, fqdn]
 
 
+def partition_limits(config, scheduler_factory: Callable[[], Scheduler],
+                     environ: Optional[Mapping[str, str]] = None) -> Optional[PartitionLimits]:
+    """PARTITION's limits from the scheduler, when the Slurm reachable from here is the
+    config's cluster (slurm.conf's ClusterName); None (use the cluster registry's numbers)
+    when it is another one, or the scheduler is unavailable or cannot tell. Read-only:
+    never submits anything. ``config``: the merged config (PARTITION and its cluster)."""
+    partition = (config.value("PARTITION") or "").strip()
+    if not partition or not serves_cluster(config.cluster, environ):
+        return None
+    try:
+        return scheduler_factory().partition_limits(partition)
+    except (BackendUnavailable, SchedulerError, OSError):
+        return None
+
+
+def describing_scheduler(scheduler_factory: Callable[[], Scheduler]) -> Optional[Scheduler]:
+    """The scheduler a submission would use, for the dry run to show what it would hand
+    Slurm; None (the dry run then shows sbatch's options) when it cannot be built here."""
+    try:
+        return scheduler_factory()
+    except BackendUnavailable:
+        return None
+
+
+def wait_and_report(scheduler: Scheduler, job_id: int, requeue: bool, log_path: str) -> int:
+    """--wait: follow the job (each state change on stderr); its exit code."""
+
+    def report(record) -> None:
+        print(describe_record(record), file=sys.stderr, flush=True)
+
+    record = wait_for_job(scheduler, job_id, requeue=requeue, on_change=report)
+    code = exit_code_for(record)
+    print(f"job {job_id} finished: {record.state.value} (exit {code}); log: {log_path}")
+    return code
+
+
 def body(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -90,7 +132,7 @@ def body(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write(format_settings_table())
         return EXIT_OK
     if args.list_configs:
-        from ..config import list_configs
+        from ..config.discovery import list_configs
 
         sys.stdout.write("".join(name + "\n" for name in list_configs()))
         return EXIT_OK
@@ -119,7 +161,7 @@ def body(argv: Optional[List[str]] = None) -> int:
             schedulers.append(scheduler_from_args(args))
         return schedulers[0]
 
-    limits = submission.partition_limits(config, get_scheduler)
+    limits = partition_limits(config, get_scheduler)
     try:
         request = submission.build(config, limits=limits)
     except submission.ValidationFailed as failed:
@@ -128,7 +170,7 @@ def body(argv: Optional[List[str]] = None) -> int:
     for warning in request.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.dry_run:
-        sys.stdout.write(submission.dryrun(request))
+        sys.stdout.write(submission.dryrun(request, describing_scheduler(get_scheduler)))
         return EXIT_OK
 
     scheduler = get_scheduler()
@@ -138,7 +180,7 @@ def body(argv: Optional[List[str]] = None) -> int:
 
     try:
         submitted = submission.schedule(request, scheduler, report=progress)
-    except submission.PredownloadError as exc:
+    except StageError as exc:
         print(f"error: {exc} (nothing was written or submitted)", file=sys.stderr)
         return exc.exit_code
     job = request.job
@@ -151,16 +193,8 @@ def body(argv: Optional[List[str]] = None) -> int:
     sys.stdout.flush()
     if not args.wait:
         return EXIT_OK
-
-    def report(record) -> None:
-        print(submission.describe_record(record), file=sys.stderr, flush=True)
-
-    record = submission.wait_for_job(scheduler, submitted.job_id,
-                                     requeue=request.job_request.requeue, on_change=report)
-    code = submission.exit_code_for(record)
-    print(f"job {submitted.job_id} finished: {record.state.value} (exit {code}); "
-          f"log: {submitted.log_path}")
-    return code
+    return wait_and_report(scheduler, submitted.job_id, request.job_request.requeue,
+                           submitted.log_path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,9 +1,11 @@
-"""Phase 1's environment: site env, activation, the job's variables, secrets.
+"""Phase 1's environment: the spec's variables, activation, secrets.
 
-Values of the secret env file go into the process environment (so Ray workers and the
-trainer inherit them) and into the :class:`~.joblog.Redactor`, never into argv, a file
-or a log line. Env files are parsed by python-dotenv (quotes, ``export``, comments,
-``${VAR}`` interpolation); a line without ``=`` is ignored, never a crash.
+Everything but the secrets comes from the spec (ot-submit resolved the site env file and
+the job config into ``spec.environment`` on the login node); the secret env file is the
+only file read here, with the same reader ot-submit uses
+(:func:`ot_hpc.envfile.env_file_values`). Its values go into the process
+environment (so Ray workers and the trainer inherit them) and into the
+:class:`~.joblog.Redactor`, never into argv, a file or a log line.
 """
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..envfile import env_file_values
+from ..spec import JobSpec
+from .exit_codes import (ACTIVATION_CONDA, ACTIVATION_MODULE_LOAD, ACTIVATION_NO_MODULE_SYSTEM,
+                         ACTIVATION_SOURCE, EXIT_ENV)
 from .joblog import PhaseError, Redactor
 
 # Cache directories the runner creates when the environment names them (so a first run on
@@ -24,27 +30,6 @@ CACHE_DIR_KEYS = (
     "XDG_CACHE_HOME",
 )
 ACTIVATION_TIMEOUT_SECONDS = 120
-
-
-def read_env_file(path: str, environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """Key -> value of an env file; keys without a value are dropped."""
-    from dotenv import dotenv_values  # cheap, but only the runner needs it
-
-    if not os.path.isfile(path):
-        raise PhaseError(f"env file {path} does not exist", exit_code=2)
-    if environ is None:
-        values = dotenv_values(path, interpolate=True)
-    else:
-        # Interpolate ${VAR} against the job's environment, not the runner's import time.
-        saved = dict(os.environ)
-        try:
-            os.environ.clear()
-            os.environ.update(environ)
-            values = dotenv_values(path, interpolate=True)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def secret_file_warning(path: str) -> Optional[str]:
@@ -69,7 +54,6 @@ MODULE_INIT_SCRIPTS = (
     "/usr/share/lmod/lmod/init/bash",
     "/usr/share/modules/init/bash",
 )
-EXIT_NO_MODULE_SYSTEM = 14
 ENV_MARKER = "OT_HPC_ACTIVATED_ENV_FOLLOWS"
 
 
@@ -87,7 +71,7 @@ def _module_init_snippet() -> str:
         'if [ -f "$__ot_init" ]; then . "$__ot_init"; break; fi; '
         "done; unset __ot_init; "
         "fi; "
-        f'if [ "$(type -t module)" != function ]; then exit {EXIT_NO_MODULE_SYSTEM}; fi; '
+        f'if [ "$(type -t module)" != function ]; then exit {ACTIVATION_NO_MODULE_SYSTEM}; fi; '
     )
 
 
@@ -106,9 +90,9 @@ def activation_command(
         return None
     script = (
         "{ "
-        'if [ -n "$2" ]; then ' + _module_init_snippet() + "module load $2 || exit 11; fi; "
-        'if [ -n "$1" ]; then . "$1" || exit 12; fi; '
-        'if [ -n "$3" ]; then conda activate "$3" || exit 13; fi; '
+        'if [ -n "$2" ]; then ' + _module_init_snippet() + f"module load $2 || exit {ACTIVATION_MODULE_LOAD}; fi; "
+        f'if [ -n "$1" ]; then . "$1" || exit {ACTIVATION_SOURCE}; fi; '
+        f'if [ -n "$3" ]; then conda activate "$3" || exit {ACTIVATION_CONDA}; fi; '
         "} 1>&2; "
         f"printf '\\0{ENV_MARKER}\\0'; exec env -0"
     )
@@ -140,20 +124,21 @@ def run_activation(argv: List[str], env: Mapping[str, str]) -> Tuple[Dict[str, s
             timeout=ACTIVATION_TIMEOUT_SECONDS,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PhaseError(f"activating the environment failed: {exc}", exit_code=2) from None
+        raise PhaseError(f"activating the environment failed: {exc}", exit_code=EXIT_ENV) from None
     errors = done.stderr.decode("utf-8", "replace")
-    if done.returncode == EXIT_NO_MODULE_SYSTEM:
+    if done.returncode == ACTIVATION_NO_MODULE_SYSTEM:
         login = "-l" in argv[:2]
         raise NoModuleSystem(
             "module load failed: no module system: `module` is not a shell function and none of "
             + ", ".join(MODULE_INIT_SCRIPTS) + " exists"
-            + (" (not even in a login shell)" if login else ""), exit_code=2)
+            + (" (not even in a login shell)" if login else ""), exit_code=EXIT_ENV)
     if done.returncode != 0:
-        step = {11: "module load", 12: "sourcing ENV_ACTIVATE", 13: "conda activate"}.get(
+        step = {ACTIVATION_MODULE_LOAD: "module load", ACTIVATION_SOURCE: "sourcing ENV_ACTIVATE",
+                ACTIVATION_CONDA: "conda activate"}.get(
             done.returncode, "activation"
         )
         last = errors.strip().splitlines()[-1:] or ["no message"]
-        raise PhaseError(f"{step} failed (exit {done.returncode}): {last[0]}", exit_code=2)
+        raise PhaseError(f"{step} failed (exit {done.returncode}): {last[0]}", exit_code=EXIT_ENV)
     return parse_env0(done.stdout), errors
 
 
@@ -171,72 +156,43 @@ class LoadedEnvironment:
     notes: List[str] = field(default_factory=list)  # lines for the log (already safe)
 
 
-def _modules_of(value) -> Tuple[str, ...]:
-    if not value:
-        return ()
-    if isinstance(value, str):
-        return tuple(value.split())
-    return tuple(str(v) for v in value)
+def _activate(spec: JobSpec, env: Dict[str, str], notes: List[str]) -> Dict[str, str]:
+    """Modules, ENV_ACTIVATE, CONDA_ENV (as the spec names them); the spec's variables win
+    over what the activation exported."""
+    modules = tuple(spec.modules.split())
+    argv = activation_command(spec.env_activate, spec.conda_env, modules)
+    if argv is None:
+        return env
+    try:
+        activated, _errors = run_activation(argv, env)
+    except NoModuleSystem:
+        # No init script where we look: the site's login profile may still define it.
+        notes.append("no module init script found: loading modules in a login shell (bash -l)")
+        activated, _errors = run_activation(
+            activation_command(spec.env_activate, spec.conda_env, modules, login=True) or [], env)
+    changed = sorted(k for k, v in activated.items() if env.get(k) != v)
+    activated.update({str(k): str(v) for k, v in spec.environment.items()})
+    what = ", ".join(x for x in (
+        f"modules {' '.join(modules)}" if modules else "",
+        spec.env_activate or "",
+        f"conda env {spec.conda_env}" if spec.conda_env else "",
+    ) if x)
+    notes.append(f"activated {what}: {len(changed)} variables changed")
+    return activated
 
 
-def load_environment(spec, base: Mapping[str, str], nccl_ifname: Optional[str] = None) -> LoadedEnvironment:
-    """The job's environment, in order: the batch environment, the site env file,
-    activation (modules, ENV_ACTIVATE, CONDA_ENV), the spec's variables, the secret file,
-    EXTRA_PYTHONPATH, NCCL/Gloo interface, cache directories."""
-    env: Dict[str, str] = dict(base)
-    notes: List[str] = []
-    site_file = getattr(spec, "site_env_file", None)
-    if site_file:
-        site = read_env_file(site_file, env)
-        env.update(site)
-        notes.append(f"site env {site_file}: {len(site)} variables")
-    spec_env = {str(k): str(v) for k, v in dict(getattr(spec, "environment", {}) or {}).items()}
-    env.update(spec_env)
+def read_secrets(path: str, env: Mapping[str, str]) -> Dict[str, str]:
+    """The secret env file's values (``${VAR}`` against the job's environment)."""
+    try:
+        return env_file_values(path, env)
+    except FileNotFoundError:
+        raise PhaseError(f"secret env file {path} does not exist: fix SECRET_ENV_PATH and "
+                         "submit again", exit_code=EXIT_ENV) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PhaseError(f"cannot read the secret env file: {exc}", exit_code=EXIT_ENV) from None
 
-    env_activate = getattr(spec, "env_activate", None) or env.get("ENV_ACTIVATE") or None
-    conda_env = getattr(spec, "conda_env", None) or env.get("CONDA_ENV") or None
-    modules = _modules_of(getattr(spec, "modules", None) or env.get("MODULES"))
-    argv = activation_command(env_activate, conda_env, modules)
-    if argv is not None:
-        try:
-            activated, _errors = run_activation(argv, env)
-        except NoModuleSystem:
-            # No init script where we look: the site's login profile may still define it.
-            notes.append("no module init script found: loading modules in a login shell (bash -l)")
-            activated, _errors = run_activation(
-                activation_command(env_activate, conda_env, modules, login=True) or [], env)
-        changed = sorted(k for k, v in activated.items() if env.get(k) != v)
-        env = activated
-        env.update(spec_env)  # the job's own settings win over what activation exported
-        what = ", ".join(x for x in (
-            f"modules {' '.join(modules)}" if modules else "",
-            f"{env_activate}" if env_activate else "",
-            f"conda env {conda_env}" if conda_env else "",
-        ) if x)
-        notes.append(f"activated {what}: {len(changed)} variables changed")
 
-    redactor = Redactor()
-    secret_keys: Tuple[str, ...] = ()
-    secret_file = getattr(spec, "secret_env_file", None) or env.get("SECRET_ENV_PATH") or None
-    if secret_file:
-        warning = secret_file_warning(secret_file)
-        if warning:
-            notes.append("WARNING: " + warning)
-        secrets = read_env_file(secret_file, env)
-        for key, value in secrets.items():
-            redactor.add(key, value)
-        env.update(secrets)
-        secret_keys = tuple(sorted(secrets))
-        notes.append(f"secrets from {secret_file}: {', '.join(secret_keys) or 'none'} (values never logged)")
-
-    extra = getattr(spec, "extra_pythonpath", None) or env.get("EXTRA_PYTHONPATH")
-    if extra:
-        env["PYTHONPATH"] = prepend_path(env.get("PYTHONPATH"), extra) or ""
-        notes.append(f"PYTHONPATH += {extra}")
-    if nccl_ifname:
-        for key in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"):
-            env.setdefault(key, nccl_ifname)
-        notes.append(f"NCCL/Gloo interface {env['NCCL_SOCKET_IFNAME']}")
+def _create_cache_dirs(env: Mapping[str, str], notes: List[str]) -> None:
     created = []
     for key in CACHE_DIR_KEYS:
         path = env.get(key)
@@ -248,4 +204,36 @@ def load_environment(spec, base: Mapping[str, str], nccl_ifname: Optional[str] =
                 notes.append(f"WARNING: cannot create {key}={path}: {exc.strerror}")
     if created:
         notes.append("created cache directories " + ", ".join(created))
+
+
+def load_environment(spec: JobSpec, base: Mapping[str, str],
+                     nccl_ifname: Optional[str] = None) -> LoadedEnvironment:
+    """The job's environment, in order: the batch environment, the spec's variables,
+    activation (modules, ENV_ACTIVATE, CONDA_ENV), the secret file, EXTRA_PYTHONPATH,
+    NCCL/Gloo interface, cache directories."""
+    env: Dict[str, str] = dict(base)
+    notes: List[str] = []
+    env.update({str(k): str(v) for k, v in spec.environment.items()})
+    env = _activate(spec, env, notes)
+    redactor = Redactor()
+    secret_keys: Tuple[str, ...] = ()
+    if spec.secret_env_file:
+        warning = secret_file_warning(spec.secret_env_file)
+        if warning:
+            notes.append("WARNING: " + warning)
+        secrets = read_secrets(spec.secret_env_file, env)
+        for key, value in secrets.items():
+            redactor.add(key, value)
+        env.update(secrets)
+        secret_keys = tuple(sorted(secrets))
+        notes.append(f"secrets from {spec.secret_env_file}: {', '.join(secret_keys) or 'none'} "
+                     "(values never logged)")
+    if spec.extra_pythonpath:
+        env["PYTHONPATH"] = prepend_path(env.get("PYTHONPATH"), spec.extra_pythonpath) or ""
+        notes.append(f"PYTHONPATH += {spec.extra_pythonpath}")
+    if nccl_ifname:
+        for key in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"):
+            env.setdefault(key, nccl_ifname)
+        notes.append(f"NCCL/Gloo interface {env['NCCL_SOCKET_IFNAME']}")
+    _create_cache_dirs(env, notes)
     return LoadedEnvironment(env=env, redactor=redactor, secret_keys=secret_keys, notes=notes)

@@ -7,13 +7,11 @@ after success, a failure, scancel (SIGTERM), the time-limit warning (USR2) or an
 After a successful trainer (exit 0) and only then, the ``upload`` phase uploads the final
 policy's Hugging Face files to ``spec.upload_repo`` when one is set (:mod:`ot_hpc.upload`).
 
-Exit codes: the trainer's own; 2 environment/spec problem; 3 egress (tunnel) failure;
-4 Ray did not come up; 5 the trainer succeeded but the requested upload failed (never
-requeued: the model stays on disk); 128+N when stopped by signal N.
+The runner's inputs are the spec and the secret env file, nothing else (no site env
+file, no cluster file). Exit codes: :mod:`ot_hpc.runner.exit_codes`.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import secrets
@@ -25,80 +23,31 @@ import threading
 import time
 from typing import Dict, List, Mapping, Optional
 
-from ..runstate import RunState, write_state
+from ..cluster_facts import Cluster, interconnect_hostname
+from ..runstate import RunState
 from ..spec import JobSpec, read_spec
-from ..upload import EXIT_UPLOAD
 from . import egress, requeue, shutdown
+from .cluster_check import check_host, cluster_of
 from .envload import load_environment
+from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_SIGNAL_BASE, EXIT_UPLOAD
 from .jobenv import JobEnvironment, NotInSlurmJob
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
+from .statefile import StateFile
 from .ray_cluster import RayCluster, Stopped, node_address, nodes_share_host, parse_ray_resources
 from .trainer import Trainer
 
-EXIT_ENV = 2
-EXIT_EGRESS = 3
-EXIT_RAY = 4
 RAY_STOP_GRACE = 4.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 SSH_KNOWN_HOSTS_VAR = "SSH_KNOWN_HOSTS"
 
 
-class StateFile:
-    """The run-state file; a write that fails is logged once, never fatal."""
-
-    def __init__(self, path: str, state: RunState, log: JobLog) -> None:
-        self.path = path
-        self.state = state
-        self.log = log
-        self._lock = threading.Lock()
-        self._warned = False
-
-    def update(self, **changes) -> None:
-        if changes.get("message"):
-            # ot-status --json prints it; a PhaseError may quote a child's stderr.
-            changes["message"] = self.log.redactor(str(changes["message"]))
-        with self._lock:
-            now = time.time()
-            if "phase" in changes and changes["phase"] != self.state.phase:
-                changes.setdefault("phase_started_at", now)
-            if "details" in changes:
-                merged = dict(self.state.details)
-                merged.update(changes["details"])
-                changes["details"] = merged
-            self.state = dataclasses.replace(self.state, updated_at=now, **changes)
-            try:
-                write_state(self.path, self.state)
-            except OSError as exc:
-                if not self._warned:
-                    self._warned = True
-                    self.log.line("runner", f"WARNING: cannot write the run-state file {self.path}: {exc.strerror}")
-
-
-def detect(spec: JobSpec, environ: Mapping[str, str], log: JobLog):
-    """The cluster: detected from SLURM_CLUSTER_NAME / the hostname, the spec's as tie-breaker."""
-    from .. import clusters
-
-    try:
-        expected = clusters.get_cluster(spec.cluster, environ)
-    except clusters.ClusterError as exc:
-        raise PhaseError(str(exc), EXIT_ENV)
-    probe_env = {k: v for k, v in environ.items() if k != clusters.CLUSTER_ENV_VAR}
+def detect(spec: JobSpec, environ: Mapping[str, str], log: JobLog) -> Cluster:
+    """The spec's cluster, checked against this host (see :mod:`.cluster_check`)."""
+    cluster = cluster_of(spec)
     hostname = socket.gethostname()
-    try:
-        detected = clusters.detect_cluster(hostname, socket.getfqdn(), probe_env)
-    except clusters.ClusterError:
-        log.line("environment", f"cluster {expected.name} (from the spec; host {hostname} not recognised)")
-        return expected
-    if detected.name == expected.name:
-        log.line("environment", f"cluster {expected.name} (detected on {hostname}, matches the spec)")
-    elif detected.site == expected.site:
-        log.line("environment", f"cluster {expected.name} (from the spec; {hostname} looks like {detected.name}, same site)")
-    else:
-        raise PhaseError(
-            f"the spec is for cluster {expected.name} but this job runs on {detected.name} "
-            f"(host {hostname}): submit with --cluster {detected.name}", EXIT_ENV)
-    return expected
+    log.line("environment", check_host(cluster, environ, hostname, socket.getfqdn()))
+    return cluster
 
 
 class Runner:
@@ -112,7 +61,7 @@ class Runner:
         self.pending_notes: List[str] = []
         self.env: Dict[str, str] = dict(environ)
         self.marker = f"{job.job_id}.{job.restart_count}.{secrets.token_hex(4)}"
-        self.cluster = None
+        self.cluster: Optional[Cluster] = None
         self.addresses: Dict[str, str] = {}
         self.plan = None
         self.port_lock = None
@@ -159,7 +108,7 @@ class Runner:
         job, spec = self.job, self.spec
         self.state.update(phase="environment")
         self.cluster = detect(spec, self.environ, self.log)
-        loaded = load_environment(spec, self.environ, getattr(self.cluster, "nccl_socket_ifname", None))
+        loaded = load_environment(spec, self.environ, self.cluster.nccl_socket_ifname)
         self.log.redactor = loaded.redactor
         self.secret_keys = tuple(loaded.secret_keys)
         for note in loaded.notes:
@@ -191,7 +140,7 @@ class Runner:
     def check_trainer_python(self) -> None:
         """The Ray node agents and the readiness poller run under the trainer's Python
         (the one whose Ray starts the cluster): it must import ot_hpc too."""
-        python = self.spec.python
+        python = self.spec.trainer_python
         if os.path.realpath(python) == os.path.realpath(sys.executable):
             return
         import subprocess
@@ -219,16 +168,16 @@ class Runner:
             if problem is None:
                 self.log.line("egress", f"internet reachable ({host}:{port}): no tunnel needed")
                 return
-            if getattr(self.cluster, "compute_has_internet", True):
+            if self.cluster.compute_has_internet:
                 self.log.line("egress", f"WARNING: probe failed ({problem}), but {self.cluster.name}'s "
                                         f"compute nodes should have internet: no tunnel")
                 return
             self.log.line("egress", f"no internet ({problem}): opening an SSH tunnel")
-        login = spec.login_node or (self.cluster.login_nodes[0] if getattr(self.cluster, "login_nodes", ()) else None)
+        login = spec.login_node or (self.cluster.login_nodes[0] if self.cluster.login_nodes else None)
         if not login:
             raise PhaseError(f"a tunnel is needed but no login node is known for {self.cluster.name}: "
                              f"set LOGIN_NODE", EXIT_EGRESS)
-        key = getattr(spec, "ssh_key", None) or self.env.get("SSH_KEY") or None
+        key = spec.ssh_key
         if key and not os.path.isfile(key):
             raise PhaseError(f"SSH_KEY {key} does not exist", EXIT_EGRESS)
         bind = self.addresses[self.job.batch_node]
@@ -245,7 +194,6 @@ class Runner:
                                 f"(ssh pid {self.tunnel.pid})")
         self.tunnel.start_watchdog()
         extra = list(self.addresses.values())
-        from ..clusters import interconnect_hostname
         extra += [interconnect_hostname(self.cluster, n) for n in self.job.nodes]
         self.env.update(egress.proxy_environment(bind, self.plan.tunnel, self.job.nodes, extra))
         self.state.update(tunnel=self.tunnel.url, details={"tunnel_pid": self.tunnel.pid})
@@ -266,13 +214,13 @@ class Runner:
 
     def phase_ray(self) -> None:
         self.state.update(phase="ray")
-        # Custom Ray resources (e.g. TACC's {"vllm_instance": 1}); older specs lack the field.
-        resources = parse_ray_resources(getattr(self.spec, "ray_resources", "") or "")
+        # Custom Ray resources (e.g. TACC's {"vllm_instance": 1}).
+        resources = parse_ray_resources(self.spec.ray_resources)
         if resources:
             self.log.line("ray", f"custom resources {resources} on every node")
         ray_env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
         self.ray = RayCluster(
-            self.job, self.plan, self.addresses, ray_env, self.log, self.spec.python,
+            self.job, self.plan, self.addresses, ray_env, self.log, self.spec.trainer_python,
             float(self.spec.ray_join_timeout_seconds), self.shared_host,
             on_progress=lambda ready, total: self.state.update(nodes_ready=ready),
             resources=resources,
@@ -290,7 +238,7 @@ class Runner:
         env["RAY_ADDRESS"] = self.ray.gcs_address
         env["OT_HPC_RAY_EXPECTED"] = json.dumps(self.ray.expected(), sort_keys=True)
         argv = self.spec.trainer_argv()
-        cwd = getattr(self.spec, "trainer_working_dir", None) or None
+        cwd = self.spec.trainer_working_dir
         self.log.line("training", "running " + " ".join(argv[:3]) + (f" + {len(argv) - 3} override(s)" if len(argv) > 3 else "")
                       + (f" in {cwd}" if cwd else ""))
         self.trainer = Trainer(argv, env, self.log.sink("trainer"), cwd=cwd)
@@ -414,14 +362,14 @@ class Runner:
                     raise PhaseError("the trainer succeeded but the upload was skipped: the job is "
                                      "being stopped (the model stays on disk)", EXIT_UPLOAD)
         except Stopped:
-            code = 128 + (self.stop_signal or signal.SIGTERM)
+            code = EXIT_SIGNAL_BASE + (self.stop_signal or signal.SIGTERM)
             message = f"stopped by {signal.Signals(self.stop_signal or signal.SIGTERM).name}"
             if self.trainer_exit == 0 and self.spec.upload_repo:
                 self.upload_failed = True  # stopped during the upload: training is done
         except PhaseError as exc:
             code, message = exc.exit_code, str(exc)
         except Exception as exc:  # a bug: still shut down, and say what happened in one line
-            code, message = 1, f"internal error: {type(exc).__name__}: {exc}"
+            code, message = EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
             self.log.line("runner", message)
         finally:
             self.flush_notes()

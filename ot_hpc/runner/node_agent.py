@@ -28,12 +28,10 @@ import time
 from typing import List, Optional
 
 from . import shutdown
+from .exit_codes import AGENT_HEAD_UNREACHABLE, AGENT_PORTS_BUSY
 from .ports import busy_ports
 
 NODE_MARKER_VAR = "OT_HPC_NODE_MARKER"
-EXIT_PORTS_BUSY = 3
-EXIT_HEAD_UNREACHABLE = 4
-EXIT_STOPPED = 143
 
 _stop_signal: List[int] = []
 
@@ -193,12 +191,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             if _stop_signal:
                 return 0  # asked to stop before Ray started
             say(node, f"the Ray head {args.wait_for} did not accept connections within {args.wait_timeout:g} s")
-            return EXIT_HEAD_UNREACHABLE
+            return AGENT_HEAD_UNREACHABLE
     busy = busy_ports(parse_ports(args.check_ports))
     if busy:
         shown = ", ".join(str(p) for p in busy[:5]) + (" ..." if len(busy) > 5 else "")
         say(node, f"Ray ports already in use on this node by another process: {shown}")
-        return EXIT_PORTS_BUSY
+        return AGENT_PORTS_BUSY
     if _stop_signal:
         return 0
 

@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .exit_codes import EXIT_RAY
 from .jobenv import JobEnvironment, inner_srun_environment
 from .joblog import JobLog, PhaseError
 from .ports import PortPlan
 
 FAULT_SKIP_NODES_VAR = "OT_HPC_FAULT_SKIP_NODES"  # tests: never start Ray on these nodes
-EXIT_RAY = 4
 
 
 class Stopped(Exception):
@@ -46,7 +46,7 @@ def node_address(cluster, node: str) -> str:
         match = re.search(r"(\d+)$", node)
         number = int(match.group(1)) if match else 1
         return f"127.0.0.{min(number + 1, 254)}"
-    from ..clusters import interconnect_hostname
+    from ..cluster_facts import interconnect_hostname
 
     host = interconnect_hostname(cluster, node) if cluster is not None else node
     try:
@@ -170,7 +170,7 @@ class RayCluster:
         addresses: Mapping[str, str],
         env: Mapping[str, str],
         log: JobLog,
-        python: str,
+        ray_python: str,
         join_timeout: float,
         shared_host: bool,
         poll_interval: float = 0.2,
@@ -183,7 +183,7 @@ class RayCluster:
         self.plan = plan
         self.env = dict(env)
         self.log = log
-        self.python = python
+        self.ray_python = ray_python  # the trainer's interpreter: its Ray runs every node
         self.join_timeout = join_timeout
         self.shared_host = shared_host
         self.poll_interval = poll_interval
@@ -233,7 +233,7 @@ class RayCluster:
         return write
 
     def _agent(self, node: NodeSpec, wait_for: Optional[str]) -> List[str]:
-        argv = [self.python, "-m", "ot_hpc.runner.node_agent", "--node", node.name,
+        argv = [self.ray_python, "-m", "ot_hpc.runner.node_agent", "--node", node.name,
                 "--wait-timeout", str(self.join_timeout)]
         if wait_for:
             argv += ["--wait-for", wait_for]
@@ -243,7 +243,7 @@ class RayCluster:
             ports = self.plan.node(node.index)
             argv += ["--check-ports", f"{ports.node_manager}-{ports.runtime_env_agent},"
                                        f"{ports.min_worker}-{ports.max_worker}"]
-        ray = ray_command(self.python)
+        ray = ray_command(self.ray_python)
         if node.index == 0:
             args = head_args(self.plan, node.ip, node.cpus, node.gpus, self.temp_dirs[node.name],
                              self.resources)
@@ -276,7 +276,7 @@ class RayCluster:
                 continue
             argv = ["srun", *srun_args(node.name, node.cpus), *self._agent(node, self.gcs_address)]
             self.workers[node.name] = self._spawn(argv, srun_env, self._sink(node.name))
-        poll_argv = [self.python, "-m", "ot_hpc.runner.raypoll", self.gcs_address,
+        poll_argv = [self.ray_python, "-m", "ot_hpc.runner.raypoll", self.gcs_address,
                      str(self.poll_interval), "2", str(len(self.nodes))]
         self.poller = self._spawn(poll_argv, self.env, self._on_poll)
         return self._wait_ready(start, stop_event)

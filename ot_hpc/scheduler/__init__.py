@@ -16,6 +16,7 @@ from .base import (  # noqa: F401  (re-exported: the layer's public names)
     JobRequest,
     JobState,
     PartitionInfo,
+    PartitionLimits,
     Scheduler,
     SchedulerError,
     normalize_state,
@@ -47,6 +48,6 @@ def get_scheduler(name: Optional[str] = None) -> Scheduler:
         except BackendUnavailable:
             if chosen == "pyslurm":
                 raise
-    from .cli import CliScheduler
+    from .commands import CommandScheduler
 
-    return CliScheduler()
+    return CommandScheduler()

@@ -2,7 +2,7 @@
 
 Everything above this layer (ot-submit, the runner, the monitoring commands)
 speaks in :class:`JobRequest`, :class:`JobRecord` and :class:`JobState`; only the
-backends (``cli.py``: Slurm's commands, ``pyslurm_backend.py``: pyslurm's C-API
+backends (``commands.py``: Slurm's commands, ``pyslurm_backend.py``: pyslurm's C-API
 bindings) know how Slurm is reached.
 """
 from __future__ import annotations
@@ -228,6 +228,28 @@ class PartitionInfo:
         return min(self.total_nodes, self.max_nodes_per_job)
 
 
+@dataclass(frozen=True)
+class PartitionLimits:
+    """A partition's limits as the scheduler reports them (plain data: validation never
+    talks to Slurm). ``exists=False``: the scheduler has no partition ``name``;
+    ``available`` then lists the ones it has. None limits are unlimited."""
+
+    name: str
+    max_nodes: Optional[int] = None  # the most nodes one job can get (size, or per-job max)
+    max_time_minutes: Optional[int] = None
+    exists: bool = True
+    available: Tuple[str, ...] = ()
+
+
+def call_lines(callee: str, arguments: Mapping[str, Any], elided: Iterable[str] = ()) -> List[str]:
+    """A call as comment lines: ``# callee(``, one ``#     name=value,`` line per argument
+    (sorted by name, values as ``repr``; the ``elided`` ones as ``name=...``), ``# )``."""
+    hidden = frozenset(elided)
+    body = [f"#     {key}={'...' if key in hidden else repr(arguments[key])},"
+            for key in sorted(arguments)]
+    return [f"# {callee}(", *body, "# )"]
+
+
 class SchedulerError(Exception):
     """Slurm refused or failed; ``str()`` is one line carrying Slurm's own message."""
 
@@ -252,6 +274,13 @@ class Scheduler(abc.ABC):
     @abc.abstractmethod
     def submit(self, request: JobRequest) -> int:
         """Submit a batch job; return its id. Raises SchedulerError with Slurm's message."""
+
+    def describe_submission(self, request: JobRequest) -> List[str]:
+        """What :meth:`submit` would hand Slurm for ``request``, as comment lines without
+        the script and environment (a dry run shows those itself). Pure: no Slurm contact.
+        Backends show their own form; this default shows the request's fields."""
+        values = {f.name: getattr(request, f.name) for f in fields(JobRequest)}
+        return call_lines("JobRequest", values, elided=("script", "environment"))
 
     @abc.abstractmethod
     def get_job(self, job_id: int) -> Optional[JobRecord]:
@@ -304,3 +333,15 @@ class Scheduler(abc.ABC):
     def list_partition_names(self) -> Optional[List[str]]:
         """Every partition's name, or None when the backend cannot list them. Read-only."""
         return None
+
+    def partition_limits(self, name: str) -> Optional[PartitionLimits]:
+        """Partition ``name``'s limits; when it does not exist, ``exists=False`` and the
+        partitions there are; None when the backend cannot tell. Read-only. Raises
+        SchedulerError (and its subclasses) like :meth:`get_partition`."""
+        info = self.get_partition(name)
+        if info is not None:
+            return PartitionLimits(name, info.node_limit, info.max_time_minutes)
+        names = self.list_partition_names()
+        if not names:
+            return None
+        return PartitionLimits(name, exists=False, available=tuple(names))

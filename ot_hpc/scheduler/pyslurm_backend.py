@@ -6,18 +6,16 @@ lazily (importing this module stays cheap) and only after checking that a Slurm
 configuration file exists: ``import pyslurm`` with a wrong ``SLURM_CONF`` hangs for
 about a minute and then ends the whole process with status 1.
 
-Mapping (pure functions, unit-tested without pyslurm): :func:`submit_kwargs`,
-:func:`record_from_job` (``pyslurm.Job``), :func:`record_from_db_job`
-(``pyslurm.db.Job``).
+The mapping between pyslurm's objects and the layer's types is pure and lives in
+:mod:`ot_hpc.scheduler.pyslurm_convert` (unit-tested without pyslurm).
 """
 from __future__ import annotations
 
 import importlib
 import os
-import signal as _signal
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from datetime import datetime
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .base import (
     AccountingUnavailable,
@@ -29,25 +27,22 @@ from .base import (
     PartitionInfo,
     Scheduler,
     SchedulerError,
-    normalize_state,
 )
+from .pyslurm_convert import (
+    collection_values,
+    int_or_none,
+    one_line,
+    partition_from_pyslurm,
+    record_from_db_job,
+    record_from_job,
+    submit_description_lines,
+    submit_kwargs,
+)
+from .slurmconf import DEFAULT_CONFIG_PATHS
 
 SUPPORTED_PYSLURM_SERIES = "25.11."
 # Controller unreachable: pause this long before each retry, then give up.
 RETRY_PAUSES_SECONDS: Tuple[float, ...] = (0.2, 0.5, 1.0)
-# Where libslurm looks for slurm.conf when $SLURM_CONF is unset: the usual compiled
-# defaults (distribution packages, source builds) and the configless cache of
-# slurmd/sackd.
-DEFAULT_CONFIG_PATHS: Tuple[str, ...] = (
-    "/etc/slurm/slurm.conf",
-    "/usr/local/etc/slurm.conf",
-    "/etc/slurm-llnl/slurm.conf",
-    "/run/slurm/conf/slurm.conf",
-)
-# pyslurm drops an empty environment dict and then exports the submitting process's
-# whole environment ("ALL"; submission.pyx _set_defaults). This keeps it a dict.
-EMPTY_ENVIRONMENT_MARKER = {"OT_HPC_EXPLICIT_ENVIRONMENT": "1"}
-
 # Slurm error numbers (slurm_errno.h; pyslurm re-exports them at top level through
 # ``from pyslurm.deprecated import *``). Used only when the module lacks the name.
 _ERRNO_DEFAULTS = {
@@ -93,17 +88,9 @@ _UNREACHABLE_MARKERS = _CONNECT_MARKERS + (
     "message receive failure",
 )
 _UNKNOWN_JOB_MARKERS = ("invalid job id specified",)
-_NO_REASON = ("", "None", "none", "(null)")
-_NO_NODES = ("", "None assigned", "(null)", "None")
-_MAX_EPOCH = 0xFFFFFFFE  # NO_VAL/INFINITE leaking through as a time
 
 
 # -- loading pyslurm ------------------------------------------------------------------
-def one_line(text: object) -> str:
-    """Any message as a single line (Slurm messages sometimes span several)."""
-    return " ".join(str(text).split())
-
-
 def slurm_config_problem(environ: Optional[Mapping[str, str]] = None,
                          exists: Callable[[str], bool] = os.path.isfile) -> Optional[str]:
     """Why ``import pyslurm`` would hang and kill the process, or None if it would not.
@@ -153,218 +140,6 @@ def check_pyslurm_module(module: Any) -> None:
                if not hasattr(module, name)]
     if missing:
         raise BackendUnavailable(f"pyslurm module lacks {', '.join(missing)}: not pyslurm 25.11?")
-
-
-# -- JobRequest -> JobSubmitDescription -----------------------------------------------
-def signal_for_pyslurm(request: JobRequest) -> Optional[str]:
-    """``--signal`` in the string form pyslurm parses (submission.pyx
-    ``_parse_signal_str_to_dict``): ``[B:]SIG<NAME>@<seconds>``.
-
-    pyslurm resolves names with ``signal.Signals[name]``, so ``USR2`` is rejected and
-    ``SIGUSR2`` (or the number) is needed; the dict form would skip that lookup.
-    """
-    if not request.signal_name:
-        return None
-    name = request.signal_name.strip().upper()
-    if not name.isdigit() and not name.startswith("SIG"):
-        name = "SIG" + name
-    if not name.isdigit() and name not in _signal.Signals.__members__:
-        raise SchedulerError(f"unknown signal {request.signal_name!r} for --signal")
-    prefix = "B:" if request.signal_batch_only else ""
-    return f"{prefix}{name}@{int(request.signal_seconds_before_end)}"
-
-
-def submit_kwargs(request: JobRequest) -> Dict[str, Any]:
-    """Keyword arguments for ``pyslurm.JobSubmitDescription`` (attribute names from
-    submission.pxd; types from submission.pyx ``_create_job_submit_desc``)."""
-    environment = {str(key): str(value) for key, value in dict(request.environment).items()}
-    kwargs: Dict[str, Any] = {
-        "name": request.name,
-        "script": request.script,
-        "nodes": int(request.nodes),
-        # nodes alone gives ONE task: srun would run on one node only.
-        "ntasks": int(request.ntasks),
-        "ntasks_per_node": int(request.ntasks_per_node),
-        # An int is minutes; a digit *string* ends in a TypeError inside pyslurm.
-        "time_limit": int(request.time_limit_minutes),
-        # Always a non-empty dict: a falsy value becomes "ALL" (whole environment) and a
-        # string other than "ALL" makes slurmd load the user's login environment.
-        "environment": environment or dict(EMPTY_ENVIRONMENT_MARKER),
-        "is_requeueable": bool(request.requeue),
-        # submission.pyx _set_open_mode: "append" or "truncate" (sbatch --open-mode).
-        "log_files_open_mode": "append" if request.append_output else "truncate",
-    }
-    if request.cpus_per_task:
-        kwargs["cpus_per_task"] = int(request.cpus_per_task)
-    if request.gpus_per_node:
-        kwargs["gres_per_node"] = f"gpu:{int(request.gpus_per_node)}"
-    if request.memory_per_node_mb:
-        kwargs["memory_per_node"] = int(request.memory_per_node_mb)  # MiB
-    if request.partition:
-        kwargs["partitions"] = request.partition
-    if request.account:
-        kwargs["account"] = request.account
-    if request.qos:
-        kwargs["qos"] = request.qos
-    if request.exclude_nodes:
-        kwargs["excluded_nodes"] = list(request.exclude_nodes)
-    if request.output_path:
-        kwargs["standard_output"] = request.output_path  # stderr follows when unset
-    if request.working_directory:
-        kwargs["working_directory"] = request.working_directory
-    signal_value = signal_for_pyslurm(request)
-    if signal_value:
-        kwargs["signal"] = signal_value
-    if request.hold:
-        kwargs["priority"] = 0  # u32(priority, zero_is_noval=False): held
-    return kwargs
-
-
-# -- pyslurm objects -> JobRecord -----------------------------------------------------
-def epoch_to_datetime(value: Any) -> Optional[datetime]:
-    """A pyslurm unix timestamp as an aware local datetime; 0/None/NO_VAL -> None."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        seconds = int(value)
-    except (TypeError, ValueError):
-        return None
-    if seconds <= 0 or seconds >= _MAX_EPOCH:
-        return None
-    return datetime.fromtimestamp(seconds, timezone.utc).astimezone()
-
-
-def _int_or_none(value: Any) -> Optional[int]:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _minutes_or_none(value: Any) -> Optional[int]:
-    """Time limit in minutes; pyslurm gives None for unlimited (and db.Job gives the
-    string "PartitionLimit" when the job used the partition's limit)."""
-    minutes = _int_or_none(value)
-    if minutes is None or minutes <= 0 or minutes >= _MAX_EPOCH:
-        return None
-    return minutes
-
-
-def _reason(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    text = one_line(value)
-    return None if text in _NO_REASON else text
-
-
-def _text(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _nodes(value: Any) -> str:
-    text = "" if value is None else str(value).strip()
-    return "" if text in _NO_NODES else text
-
-
-def _exit_parts(job: Any, state: JobState) -> Tuple[Optional[int], Optional[int]]:
-    """pyslurm already splits the wait status (helpers.pyx ``_get_exit_code``):
-    ``exit_code`` is the exit status, ``exit_code_signal`` the terminating signal."""
-    if not state.is_finished:
-        return None, None
-    return _int_or_none(job.exit_code), _int_or_none(job.exit_code_signal)
-
-
-def record_from_job(job: Any) -> JobRecord:
-    """A live ``pyslurm.Job`` (core/job/job.pyx) as a JobRecord."""
-    raw_state = str(job.state or "")
-    state = normalize_state(raw_state)
-    exit_code, exit_signal = _exit_parts(job, state)
-    elapsed = _int_or_none(job.run_time)
-    time_left = None
-    if state.is_active:
-        # run_time_remaining keeps counting after the end; only meaningful while active.
-        remaining = _int_or_none(job.run_time_remaining)
-        time_left = max(0, remaining) if remaining is not None else None
-    return JobRecord(
-        job_id=int(job.id),
-        name=str(job.name or ""),
-        user=str(job.user_name or ""),
-        state=state,
-        raw_state=raw_state,
-        reason=_reason(job.state_reason),
-        partition=_text(job.partition),
-        account=_text(job.account),
-        node_count=_int_or_none(job.num_nodes) or 0,
-        node_list=_nodes(job.allocated_nodes),
-        time_limit_minutes=_minutes_or_none(job.time_limit),
-        elapsed_seconds=max(0, elapsed) if elapsed is not None else None,
-        time_left_seconds=time_left,
-        submit_time=epoch_to_datetime(job.submit_time),
-        # Pending jobs carry the scheduler's expected start, running ones the expected end.
-        start_time=None if state is JobState.PENDING else epoch_to_datetime(job.start_time),
-        end_time=epoch_to_datetime(job.end_time) if state.is_finished else None,
-        exit_code=exit_code,
-        exit_signal=exit_signal,
-        stdout_path=_text(job.standard_output),
-        restart_count=_int_or_none(job.requeue_count) or 0,
-        extra={"source": "controller"},
-    )
-
-
-def record_from_db_job(job: Any) -> JobRecord:
-    """An accounting ``pyslurm.db.Job`` (db/job.pyx) as a JobRecord."""
-    raw_state = str(job.state or "")
-    state = normalize_state(raw_state)
-    exit_code, exit_signal = _exit_parts(job, state)
-    elapsed = _int_or_none(job.elapsed_time)  # None means 0 s (_raw_time)
-    return JobRecord(
-        job_id=int(job.id),
-        name=str(job.name or ""),
-        user=str(job.user_name or ""),
-        state=state,
-        raw_state=raw_state,
-        reason=_reason(job.state_reason),
-        partition=_text(job.partition),
-        account=_text(job.account),
-        node_count=_int_or_none(job.num_nodes) or 0,
-        node_list=_nodes(job.nodelist),
-        time_limit_minutes=_minutes_or_none(job.time_limit),
-        elapsed_seconds=max(0, elapsed) if elapsed is not None else 0,
-        time_left_seconds=None,
-        submit_time=epoch_to_datetime(job.submit_time),
-        start_time=None if state is JobState.PENDING else epoch_to_datetime(job.start_time),
-        end_time=epoch_to_datetime(job.end_time) if state.is_finished else None,
-        exit_code=exit_code,
-        exit_signal=exit_signal,
-        stdout_path=_text(job.standard_output),
-        restart_count=_int_or_none(job.requeue_count) or 0,
-        extra={"source": "accounting"},
-    )
-
-
-def partition_from_pyslurm(part: Any) -> PartitionInfo:
-    """A ``pyslurm.Partition`` (core/partition.pyx) as a :class:`PartitionInfo`.
-    ``max_nodes`` is u32_parse'd (int, "UNLIMITED" or None), ``max_time`` is
-    _raw_time'd minutes (int, "UNLIMITED" or None): anything but an int is no limit."""
-    max_nodes = part.max_nodes
-    max_time = part.max_time
-    return PartitionInfo(
-        name=str(part.name),
-        total_nodes=_int_or_none(part.total_nodes) or 0,
-        max_nodes_per_job=max_nodes if isinstance(max_nodes, int) and max_nodes > 0 else None,
-        max_time_minutes=max_time if isinstance(max_time, int) and max_time > 0 else None,
-        state=str(part.state or "UNKNOWN").upper(),
-    )
-
-
-def _values(collection: Any) -> Iterable[Any]:
-    """Jobs of a pyslurm ``MultiClusterMap`` (xcollections.pyx ``values()``)."""
-    return list(collection.values()) if collection is not None else []
 
 
 # -- the backend ----------------------------------------------------------------------
@@ -441,6 +216,9 @@ class PyslurmScheduler(Scheduler):
             raise self._failure("pyslurm rejected the job description", exc) from None
         return int(job_id)
 
+    def describe_submission(self, request: JobRequest) -> List[str]:
+        return submit_description_lines(request)
+
     def _load_live(self, job_id: int) -> Optional[JobRecord]:
         try:
             job = self._call(f"job {job_id}", lambda: self._pyslurm.Job.load(int(job_id)))
@@ -460,7 +238,7 @@ class PyslurmScheduler(Scheduler):
             raise AccountingUnavailable(f"job accounting unavailable ({what}): {one_line(exc)}") from None
         except ValueError as exc:  # "Database connection is not open" (connection.pyx)
             raise AccountingUnavailable(f"job accounting unavailable ({what}): {one_line(exc)}") from None
-        return list(_values(jobs))
+        return list(collection_values(jobs))
 
     def get_job(self, job_id: int) -> Optional[JobRecord]:
         job_id = int(job_id)
@@ -471,7 +249,7 @@ class PyslurmScheduler(Scheduler):
             jobs = self._load_accounting(self._pyslurm.db.JobFilter(ids=[job_id]), f"job {job_id}")
         except AccountingUnavailable:
             return None
-        matches = [record_from_db_job(job) for job in jobs if _int_or_none(job.id) == job_id]
+        matches = [record_from_db_job(job) for job in jobs if int_or_none(job.id) == job_id]
         return matches[-1] if matches else None
 
     def list_jobs(self, user: Optional[str] = None, account: Optional[str] = None,
@@ -483,7 +261,7 @@ class PyslurmScheduler(Scheduler):
         except self._errors as exc:
             raise self._failure("cannot list jobs", exc) from None
         records = []
-        for job in _values(jobs):
+        for job in collection_values(jobs):
             # Jobs.load() returns every user's jobs: filter here, on the cheap fields first.
             if user is not None and str(job.user_name or "") != user:
                 continue
@@ -558,4 +336,4 @@ class PyslurmScheduler(Scheduler):
             raise
         except self._errors as exc:
             raise self._failure("cannot list partitions", exc) from None
-        return [str(part.name) for part in _values(parts)]
+        return [str(part.name) for part in collection_values(parts)]

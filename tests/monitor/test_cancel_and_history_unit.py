@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from ot_hpc.cli import history as history_cli
 from ot_hpc.monitor import history
 from ot_hpc.monitor.cancel import ASK, PROCEED, REFUSE, CancelFilter, confirmation, is_yes, select
 from ot_hpc.monitor.window import make_window
@@ -98,22 +99,22 @@ def test_fallback_to_the_controller_filters_and_sorts():
 def test_history_command_prints_one_note_line_and_the_jobs(monkeypatch, capsys):
     fake = NoAccounting([_finished(1, JobState.FAILED, 3, exit_code=3),
                          _finished(2, JobState.TIMEOUT, 1, exit_code=0, exit_signal=15)])
-    monkeypatch.setattr(history, "scheduler_from_args", lambda args: fake)
-    monkeypatch.setattr(history.options, "current_user", lambda: "alice")
-    assert history.run(history.SFAIL, ["--hours", str(24 * 365 * 20)]) == 0
+    monkeypatch.setattr(history_cli, "scheduler_from_args", lambda args: fake)
+    monkeypatch.setattr(history_cli.options, "current_user", lambda: "alice")
+    assert history_cli.run(history.SFAIL, ["--hours", str(24 * 365 * 20)]) == 0
     out, err = capsys.readouterr()
     assert len(err.strip().splitlines()) == 1 and err.startswith("note: job accounting is not available")
     lines = out.splitlines()
     assert lines[0].startswith("2 failed jobs of alice in the last") and "(from controller)" in lines[0]
     assert lines[2].split()[:4] == ["2", "job2", "TIMEOUT", "SIGTERM"]
     assert lines[3].split()[:4] == ["1", "job1", "FAILED", "3"]
-    assert history.run(history.SFAIL, ["--json", "--hours", str(24 * 365 * 20)]) == 0
+    assert history_cli.run(history.SFAIL, ["--json", "--hours", str(24 * 365 * 20)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["source"] == "controller" and [j["job_id"] for j in doc["jobs"]] == [2, 1]
 
 
 def test_history_without_jobs_is_one_line(monkeypatch, capsys):
-    monkeypatch.setattr(history, "scheduler_from_args", lambda args: NoAccounting([]))
-    monkeypatch.setattr(history.options, "current_user", lambda: "alice")
-    assert history.run(history.SCOMPLETED, []) == 0
+    monkeypatch.setattr(history_cli, "scheduler_from_args", lambda args: NoAccounting([]))
+    monkeypatch.setattr(history_cli.options, "current_user", lambda: "alice")
+    assert history_cli.run(history.SCOMPLETED, []) == 0
     assert capsys.readouterr().out == "No completed jobs of alice in the last 24 h.\n"

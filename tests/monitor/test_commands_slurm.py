@@ -24,7 +24,7 @@ import pytest
 
 from ot_hpc.runstate import RunState, write_state
 from ot_hpc.scheduler import JobRequest, JobState
-from ot_hpc.scheduler.cli import CliScheduler
+from ot_hpc.scheduler.commands import CommandScheduler
 
 from ..conftest import REPO, base_environment, wait_for
 
@@ -66,7 +66,7 @@ class Jobs:
     exp: str
     ids: Dict[str, int]
     names: Dict[str, str]
-    scheduler: CliScheduler
+    scheduler: CommandScheduler
 
     def log(self, key: str, ext: str = "log") -> str:
         return os.path.join(self.exp, "logs", f"{self.names[key]}_{self.ids[key]}.{ext}")
@@ -84,7 +84,7 @@ def jobs(tmp_path_factory):
     exp = str(tmp_path_factory.mktemp("montest-exp"))
     os.makedirs(os.path.join(exp, "logs"))
     os.makedirs(os.path.join(exp, "specs"))
-    scheduler = CliScheduler()
+    scheduler = CommandScheduler()
     ids: Dict[str, int] = {}
     names: Dict[str, str] = {}
 

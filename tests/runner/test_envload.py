@@ -1,34 +1,35 @@
-"""Site env, activation, secrets into the environment (and the redactor, never the notes)."""
+"""The spec's variables, activation, secrets into the environment (and the redactor,
+never the notes)."""
 import os
-from dataclasses import dataclass, field
-from typing import Mapping, Optional
+
+import pytest
 
 from ot_hpc.runner.envload import activation_command, load_environment, prepend_path
+from ot_hpc.runner.joblog import PhaseError
+from ot_hpc.spec import JobSpec
 
 
-@dataclass
-class FakeSpec:
-    site_env_file: Optional[str] = None
-    secret_env_file: Optional[str] = None
-    environment: Mapping[str, str] = field(default_factory=dict)
-    env_activate: Optional[str] = None
-    conda_env: Optional[str] = None
-    modules: tuple = ()
-    extra_pythonpath: Optional[str] = None
+def FakeSpec(**fields) -> JobSpec:
+    """A spec with only the environment fields of interest set."""
+    return JobSpec(job_name="t", cluster="local", num_nodes=1, experiments_dir="/nonexistent",
+                   trainer_python="python3", entrypoint_module="m", **fields)
 
 
-def test_site_env_secrets_and_order(tmp_path):
-    site = tmp_path / "site.env"
-    site.write_text("# comment\nexport HF_HOME=${HOME}/hf\nWANDB_MODE='offline'\nBROKEN LINE\n"
-                    f"TRITON_CACHE_DIR={tmp_path}/triton\n")
+def test_spec_environment_secrets_and_order(tmp_path):
+    site = tmp_path / "site.env"  # named in the resolved config only: never read by the runner
+    site.write_text("HF_HOME=/changed/after/submission\nTRITON_CACHE_DIR=/changed\n")
     secret = tmp_path / "secret.env"
     secret.write_text("HF_TOKEN=hf_verysecret\nWANDB_API_KEY=\"wandb secret value\"\n")
     secret.chmod(0o600)
-    spec = FakeSpec(str(site), str(secret), {"WANDB_MODE": "online"}, extra_pythonpath="/opt/x")
-    loaded = load_environment(spec, {"HOME": "/home/u", "PATH": "/bin", "PYTHONPATH": "/a"}, "ib0")
+    spec = FakeSpec(secret_env_file=str(secret), extra_pythonpath="/opt/x",
+                    environment={"HF_HOME": "/home/u/hf", "WANDB_MODE": "online",
+                                 "TRITON_CACHE_DIR": f"{tmp_path}/triton"},
+                    resolved_config={"SITE_ENV": str(site)})
+    loaded = load_environment(spec, {"HOME": "/home/u", "PATH": "/bin", "PYTHONPATH": "/a",
+                                     "WANDB_MODE": "offline"}, "ib0")
     env = loaded.env
     assert env["HF_HOME"] == "/home/u/hf"
-    assert env["WANDB_MODE"] == "online"  # the spec's variables win over the site file
+    assert env["WANDB_MODE"] == "online"  # the spec's variables win over the batch environment
     assert env["HF_TOKEN"] == "hf_verysecret"
     assert env["WANDB_API_KEY"] == "wandb secret value"
     assert env["PYTHONPATH"] == "/opt/x:/a"
@@ -86,7 +87,7 @@ def _fake_module_system(directory):
 def test_module_load_initialises_the_module_system(tmp_path):
     """A non-login `bash -c` has no `module` function: the init script must be sourced first."""
     lmod = _fake_module_system(tmp_path / "lmod")
-    loaded = load_environment(FakeSpec(modules=("gcc", "cuda/12")),
+    loaded = load_environment(FakeSpec(modules="gcc cuda/12"),
                               {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LMOD_PKG": lmod})
     assert loaded.env["LOADEDMODULES"] == "gcc cuda/12"
     assert loaded.env["FAKE_CUDA_HOME"] == "/opt/cuda"
@@ -97,12 +98,8 @@ def test_module_load_failure_names_the_step(tmp_path):
     lmod = tmp_path / "lmod"
     (lmod / "init").mkdir(parents=True)
     (lmod / "init" / "bash").write_text('module() { echo "Lmod has detected the following error: nope" >&2; return 1; }\n')
-    import pytest
-
-    from ot_hpc.runner.joblog import PhaseError
-
     with pytest.raises(PhaseError, match=r"module load failed \(exit 11\): Lmod has detected"):
-        load_environment(FakeSpec(modules=("nope",)),
+        load_environment(FakeSpec(modules="nope"),
                          {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LMOD_PKG": str(lmod)})
 
 
@@ -113,8 +110,6 @@ def _system_has_module_init():
 
 
 def test_module_load_falls_back_to_a_login_shell(tmp_path):
-    import pytest
-
     if _system_has_module_init():
         pytest.skip("this machine has a module init script")
     home = tmp_path / "home"
@@ -123,7 +118,7 @@ def test_module_load_falls_back_to_a_login_shell(tmp_path):
     (home / ".bash_profile").write_text(
         'echo "Welcome to the cluster"\n'
         'module() { shift; export LOADEDMODULES="$*"; }\n')
-    loaded = load_environment(FakeSpec(modules=("gcc",), environment={"KEEP": "x y"}),
+    loaded = load_environment(FakeSpec(modules="gcc", environment={"KEEP": "x y"}),
                               {"PATH": "/usr/bin:/bin", "HOME": str(home)})
     assert loaded.env["LOADEDMODULES"] == "gcc"
     assert loaded.env["KEEP"] == "x y"
@@ -132,13 +127,24 @@ def test_module_load_falls_back_to_a_login_shell(tmp_path):
 
 
 def test_no_module_system_is_one_clear_line(tmp_path):
-    import pytest
-
-    from ot_hpc.runner.joblog import PhaseError
-
     if _system_has_module_init():
         pytest.skip("this machine has a module init script")
     home = tmp_path / "home"
     home.mkdir()
     with pytest.raises(PhaseError, match="no module system"):
-        load_environment(FakeSpec(modules=("gcc",)), {"PATH": "/usr/bin:/bin", "HOME": str(home)})
+        load_environment(FakeSpec(modules="gcc"), {"PATH": "/usr/bin:/bin", "HOME": str(home)})
+
+
+def test_secret_file_interpolates_against_the_job_environment(tmp_path):
+    secret = tmp_path / "secret.env"
+    secret.write_text("A_TOKEN=${PREFIX}-tok\nB_TOKEN=${A_TOKEN}+\n")
+    secret.chmod(0o600)
+    loaded = load_environment(FakeSpec(secret_env_file=str(secret), environment={"PREFIX": "p"}),
+                              {"PATH": "/bin"})
+    assert loaded.env["A_TOKEN"] == "p-tok" and loaded.env["B_TOKEN"] == "p-tok+"
+
+
+def test_missing_secret_file_is_one_line_exit_2(tmp_path):
+    with pytest.raises(PhaseError, match="secret env file .* does not exist") as caught:
+        load_environment(FakeSpec(secret_env_file=str(tmp_path / "gone.env")), {"PATH": "/bin"})
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)

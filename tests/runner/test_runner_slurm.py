@@ -143,15 +143,15 @@ def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max
     env_for_job = {"PYTHONPATH": REPO}
     env_for_job.update(environment or {})
     if sshd:
-        env_for_job.update(SSH_KEY=sshd["key"], SSH_KNOWN_HOSTS=sshd["known_hosts"])
+        env_for_job.update(SSH_KNOWN_HOSTS=sshd["known_hosts"])
     spec = JobSpec(
         job_name=f"runnertest-{name}", cluster="local", num_nodes=nodes, experiments_dir=experiments,
-        python=sys.executable, entrypoint_module="ot_hpc.demo_trainer", overrides=tuple(overrides),
+        trainer_python=sys.executable, entrypoint_module="ot_hpc.demo_trainer", overrides=tuple(overrides),
         gpus_per_node=gpus, secret_env_file=secret or os.path.join(experiments, "secret.env"),
         environment=env_for_job, max_restarts=max_restarts, needs_tunnel=bool(sshd),
         egress_probe=probe, login_node="127.0.0.1", ssh_port=SSHD_PORT,
         ray_join_timeout_seconds=join_timeout, shutdown_grace_seconds=grace,
-        upload_repo=upload_repo, upload_path=upload_path,
+        upload_repo=upload_repo, upload_path=upload_path, ssh_key=sshd["key"] if sshd else None,
     )
     spec_path = os.path.join(experiments, "specs", f"{spec.job_name}-{time.time_ns()}.json")
     write_spec(spec_path, spec)

@@ -30,7 +30,7 @@ class SpecWith:
 
 def make_runner(tmp_path, **spec_fields):
     spec = JobSpec(job_name="unit", cluster="local", num_nodes=2, experiments_dir=str(tmp_path),
-                   python="/usr/bin/python3", entrypoint_module="trainer", **spec_fields)
+                   trainer_python="/usr/bin/python3", entrypoint_module="trainer", **spec_fields)
     job = JobEnvironment.from_environ({
         "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "n[1-2]", "SLURM_JOB_CPUS_PER_NODE": "2(x2)",
     })

@@ -1,4 +1,4 @@
-"""Login-node pre-download of Hugging Face models and datasets named by id.
+"""Planning the login-node pre-download of Hugging Face models and datasets named by id (pure).
 
 Compute nodes of some clusters (JSC, Leonardo) have no internet. With ``PREDOWNLOAD=auto``
 (on exactly those clusters) or ``true``, ot-submit downloads every Hugging Face id named by
@@ -8,65 +8,43 @@ huggingface_hub itself would cache) on the shared filesystem, and hands SkyRL th
 snapshot directories instead (``trainer.policy.model.path=<snapshot>``,
 ``data.train_data=['<snapshot>:train']``).
 
-Planning is pure and separate from doing:
-
-* :func:`plan_downloads` says what would be downloaded (a tuple of :class:`Download`);
-  ``submission.build`` calls it and ``dryrun`` prints it. It never touches the network.
-* :func:`fetch` downloads (``huggingface_hub.snapshot_download``, imported lazily: an
-  optional dependency). Only ``submission.schedule`` calls it, before anything is written
-  or submitted; any failure stops the submission with one line (:class:`PredownloadError`:
-  exit 1 when the Hub cannot be reached or fails, exit 2 when the input must change).
+This module only plans: :func:`plan_downloads` says what would be downloaded (a tuple of
+:class:`Download`; ``submission.build`` calls it and ``dryrun`` prints it) and
+:func:`localized_overrides` what SkyRL gets instead. It never touches the network and
+writes nothing; :mod:`ot_hpc.stage.fetch` downloads.
 
 What is a Hugging Face id: ``org/name`` (datasets also ``org/name:split``, SkyRL's syntax)
 that is neither an existing local path nor written as a path (``/``, ``~``, ``./``, ``../``)
-nor a data file (``.parquet``, ``.json`` ...). The HF token, if any, is ``HF_TOKEN`` of the
-secret env file (``SECRET_ENV_PATH``), read in-process and passed as ``token=``: never
-printed, never in argv, never written. Without it no token is sent (not even the login
-shell's), so the login node sees the Hub exactly as the job would.
+nor a data file (``.parquet``, ``.json`` ...).
 """
 from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ..hydra import hydra_list, hydra_quote
+from .errors import EXIT_INPUT, StageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .clusters import Cluster
-    from .config import Override
-    from .validate import ValidatedJob
+    from ..clusters import Cluster
+    from ..config.merge import Override
 
 MODES = ("auto", "true", "false")
 DEFAULT_REVISION = "main"
 # Mapped settings whose values may be Hugging Face ids, and the kind of repo each names.
 KINDS: Mapping[str, str] = {"MODEL_PATH": "model", "TRAIN_DATA": "dataset", "VAL_DATA": "dataset"}
 DATA_SUFFIXES = (".parquet", ".json", ".jsonl", ".csv", ".arrow")
-TOKEN_KEYS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-INSTALL_HINT = "pip install huggingface_hub (on the login node), or PREDOWNLOAD=false"
 PENDING_COMMIT = "<main>"  # stands for the commit a branch points to when downloaded
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SPLIT = re.compile(r"^[\w.-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
-EXIT_NETWORK = 1
-EXIT_INPUT = 2
-
-
-class PredownloadError(Exception):
-    """The pre-download failed; ``str()`` is one line naming the setting and the fix.
-
-    ``exit_code``: 1 when the Hub could not be reached or failed (try again), 2 when the
-    input must change (unknown or gated repo, huggingface_hub missing)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_NETWORK) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 # --------------------------------------------------------------------------------------
-# Classifying values (pure)
+# Classifying values
 # --------------------------------------------------------------------------------------
 
 
@@ -130,15 +108,13 @@ def default_hub_cache(environ: Mapping[str, str]) -> Tuple[str, str]:
 def hydra_value(setting_key: str, items: Sequence[str]) -> str:
     """The Hydra value of a mapped setting: MODEL_PATH a single (quoted when needed) string,
     TRAIN_DATA/VAL_DATA a list of strings (SkyRL's ``data.train_data=['a','b']``)."""
-    from .skyrl_check import hydra_list, hydra_quote
-
     if KINDS.get(setting_key) == "model":
         return hydra_quote(items[0])
     return hydra_list(list(items))
 
 
 # --------------------------------------------------------------------------------------
-# Planning (pure)
+# Planning
 # --------------------------------------------------------------------------------------
 
 
@@ -191,23 +167,26 @@ class Download:
         return self.cached_snapshot() or os.path.join(self.storage_folder, "snapshots", commit)
 
 
-def plan_downloads(job: "ValidatedJob", cluster: Optional["Cluster"] = None) -> Tuple[Download, ...]:
-    """Which values of MODEL_PATH/TRAIN_DATA/VAL_DATA are Hugging Face ids to download on the
-    login node; local values (made absolute by validation) are not. Empty when PREDOWNLOAD
-    is off for ``cluster``. A Hydra list given verbatim (``TRAIN_DATA=['a','b']``) is passed
-    to SkyRL as written and never planned."""
-    cluster = cluster or job.cluster
-    if not predownload_enabled(job.resolved_config.get("PREDOWNLOAD"), cluster):
+def plan_downloads(mapped_values: Mapping[str, Sequence[str]], hub_cache: Optional[str],
+                   environment: Mapping[str, str], predownload_mode: Optional[str],
+                   cluster: "Cluster") -> Tuple[Download, ...]:
+    """Which values of MODEL_PATH/TRAIN_DATA/VAL_DATA (``mapped_values``: setting -> items)
+    are Hugging Face ids to download on the login node; local values (made absolute by
+    validation) are not. Empty when PREDOWNLOAD (``predownload_mode``) is off for
+    ``cluster``. A Hydra list given verbatim (``TRAIN_DATA=['a','b']``) is passed to SkyRL
+    as written and never planned. The cache is ``hub_cache`` (validation's choice), else
+    that of the job's ``environment`` (:func:`hub_cache_dir`)."""
+    if not predownload_enabled(predownload_mode, cluster):
         return ()
-    cache = job.hub_cache or hub_cache_dir(job.environment)
+    cache = hub_cache or hub_cache_dir(environment)
     planned: List[Download] = []
     for setting_key, kind in KINDS.items():
-        for item in job.mapped_values.get(setting_key, ()):
+        for item in mapped_values.get(setting_key, ()):
             parsed = parse_hub_id(item, kind)
             if parsed is None:
                 continue
             if cache is None:  # validation chooses one; kept for direct callers
-                raise PredownloadError(
+                raise StageError(
                     f"{setting_key}={item}: downloading it needs HF_HUB_CACHE (or HF_HOME); set "
                     "HF_HUB_CACHE=<directory on the shared filesystem> in the site env file, or "
                     "PREDOWNLOAD=false", EXIT_INPUT)
@@ -217,16 +196,17 @@ def plan_downloads(job: "ValidatedJob", cluster: Optional["Cluster"] = None) -> 
     return tuple(planned)
 
 
-def localized_overrides(job: "ValidatedJob", downloads: Sequence[Download],
-                        snapshots: Mapping[Download, str],
+def localized_overrides(overrides: Sequence["Override"], mapped_values: Mapping[str, Sequence[str]],
+                        downloads: Sequence[Download], snapshots: Mapping[Download, str],
                         replacements: Optional[Mapping[Download, Sequence[str]]] = None,
                         ) -> Tuple["Override", ...]:
-    """``job.overrides`` with every downloaded id of a mapped setting replaced by its local
-    snapshot directory (``:split`` kept); everything else unchanged and in order.
+    """``overrides`` with every downloaded id of a mapped setting (``mapped_values``:
+    setting -> items) replaced by its local snapshot directory (``:split`` kept);
+    everything else unchanged and in order.
 
     ``replacements``: datasets whose snapshot is not what SkyRL reads (Harbor task parquets,
-    :mod:`ot_hpc.harbor`): the id becomes these directories instead (no ``:split``)."""
-    from .config import SETTINGS_BY_KEY
+    :mod:`ot_hpc.stage.harbor`): the id becomes these directories instead (no ``:split``)."""
+    from ..config.settings import SETTINGS_BY_KEY
 
     replacements = replacements or {}
     by_item: Dict[Tuple[str, str], Tuple[str, ...]] = {}
@@ -241,7 +221,7 @@ def localized_overrides(job: "ValidatedJob", downloads: Sequence[Download],
     new_values: Dict[str, str] = {}
     for setting_key in sorted({d.target_setting for d in downloads}):
         items: List[str] = []
-        for item in job.mapped_values.get(setting_key, ()):
+        for item in mapped_values.get(setting_key, ()):
             parsed = parse_hub_id(item, KINDS[setting_key])
             local = by_item.get((setting_key, item))
             if parsed is not None and local is not None:
@@ -252,7 +232,7 @@ def localized_overrides(job: "ValidatedJob", downloads: Sequence[Download],
         new_values[hydra_key] = hydra_value(setting_key, items)
     return tuple(
         replace(o, value=new_values[o.key]) if o.key in new_values and o.prefix == "" else o
-        for o in job.overrides
+        for o in overrides
     )
 
 
@@ -264,132 +244,3 @@ def describe(download: Download, snapshot: str, cached: bool) -> str:
     local = f"{snapshot}:{download.split}" if download.split else snapshot
     note = "  (already in the cache)" if cached else ""
     return f"{download.target_setting}: {what} -> {local}{note}"
-
-
-# --------------------------------------------------------------------------------------
-# Doing: only submission.schedule calls these
-# --------------------------------------------------------------------------------------
-
-
-def read_hf_token(secret_env_path: Optional[str]) -> Optional[str]:
-    """``HF_TOKEN`` from the secret env file, read here and handed to huggingface_hub only."""
-    if not secret_env_path:
-        return None
-    from .config import read_env_file
-
-    try:
-        bindings = read_env_file(secret_env_path).bindings
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PredownloadError(
-            f"SECRET_ENV_PATH={secret_env_path}: cannot be read for HF_TOKEN ({type(exc).__name__}); "
-            "fix its permissions", EXIT_INPUT) from None
-    values = {key: value for key, value, _line in bindings if value}
-    for key in TOKEN_KEYS:
-        if values.get(key):
-            return values[key]
-    return None
-
-
-def _one_line(text: str, limit: int = 240) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def explain(exc: BaseException, download: Download, endpoint: Optional[str]) -> PredownloadError:
-    """One line for a failed snapshot_download (classified by class name, so it works
-    across huggingface_hub versions)."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    what = f"{download.target_setting}={download.item}"
-    where = endpoint or "the Hugging Face Hub"
-    if "GatedRepoError" in names:
-        return PredownloadError(
-            f"{what}: {download.kind} {download.repo_id} is gated; accept its terms on the Hub and "
-            "put HF_TOKEN in the secret env file (SECRET_ENV_PATH)", EXIT_INPUT)
-    if "RepositoryNotFoundError" in names:
-        return PredownloadError(
-            f"{what}: no {download.kind} {download.repo_id} on {where} (or it is private); check "
-            "the id, or put HF_TOKEN in the secret env file (SECRET_ENV_PATH)", EXIT_INPUT)
-    if "RevisionNotFoundError" in names:
-        return PredownloadError(
-            f"{what}: {download.kind} {download.repo_id} has no revision {download.revision!r}; "
-            "check the revision", EXIT_INPUT)
-    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError",
-                "TimeoutException", "ProxyError", "ConnectionError", "Timeout"}:
-        cause = exc.__cause__ or exc.__context__
-        reason = type(cause).__name__ if cause is not None else type(exc).__name__
-        return PredownloadError(
-            f"{what}: cannot reach {where} ({reason}) and {download.kind} {download.repo_id} is not "
-            f"complete in {download.cache_dir}; check the login node's network or proxy "
-            "(HF_ENDPOINT, HTTPS_PROXY) and submit again", EXIT_NETWORK)
-    if "HfHubHTTPError" in names:
-        return PredownloadError(
-            f"{what}: {where} failed ({_one_line(exc)}); try again later", EXIT_NETWORK)
-    if isinstance(exc, OSError):
-        return PredownloadError(
-            f"{what}: cannot download into {download.cache_dir} ({type(exc).__name__}: "
-            f"{_one_line(exc)}); check HF_HUB_CACHE (space, permissions)", EXIT_NETWORK)
-    return PredownloadError(
-        f"{what}: download failed ({type(exc).__name__}: {_one_line(exc)})", EXIT_NETWORK)
-
-
-def huggingface_hub_available() -> bool:
-    """Whether huggingface_hub would import, without importing it (for the dry run)."""
-    if "huggingface_hub" in sys.modules:
-        return sys.modules["huggingface_hub"] is not None
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("huggingface_hub") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _snapshot_download() -> Callable[..., str]:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise PredownloadError(
-            f"PREDOWNLOAD: downloading Hugging Face ids on the login node needs the huggingface_hub "
-            f"package, which does not import here; {INSTALL_HINT}", EXIT_INPUT) from None
-    return snapshot_download
-
-
-def fetch(
-    plan: Sequence[Download],
-    token: Optional[str] = None,
-    endpoint: Optional[str] = None,
-    report: Optional[Callable[[str], None]] = None,
-) -> Dict[Download, str]:
-    """Download every planned repo (each once) and return each Download's snapshot directory.
-
-    Raises :class:`PredownloadError` (one line) on the first failure. ``token``: the HF
-    token or None (then no token is sent at all). ``endpoint``: the Hub URL (None: the
-    library's default, i.e. ``$HF_ENDPOINT`` or huggingface.co)."""
-    if not plan:
-        return {}
-    snapshot_download = _snapshot_download()
-    done: Dict[Tuple[str, str, str, str], str] = {}
-    result: Dict[Download, str] = {}
-    for download in plan:
-        if download.key not in done:
-            if report is not None:
-                report(f"pre-download: {download.kind} {download.repo_id} into {download.cache_dir}")
-            try:
-                path = snapshot_download(
-                    download.repo_id,
-                    repo_type=download.kind,
-                    revision=download.revision,
-                    cache_dir=download.cache_dir,
-                    token=token if token else False,
-                    endpoint=endpoint or None,
-                    library_name="ot-hpc",
-                )
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # every failure becomes one line; nothing is submitted
-                raise explain(exc, download, endpoint) from None
-            done[download.key] = str(path)
-        result[download] = done[download.key]
-        if report is not None:
-            report(f"pre-download: {describe(download, result[download], cached=False)}")
-    return result

@@ -5,7 +5,7 @@ per task: ``path`` (str, the task directory relative to a base) and ``task_binar
 a tar archive of that directory's contents, gzip-compressed by default). SkyRL's
 terminal-bench entrypoint wants directories of task folders
 (``data.train_data=['<dir>']``), so after the login-node pre-download
-(:mod:`ot_hpc.predownload`) ``submission.schedule`` extracts every Harbor parquet of a
+(:mod:`ot_hpc.stage.fetch`) ``submission.schedule`` extracts every Harbor parquet of a
 dataset snapshot and hands SkyRL the extracted directories instead of the snapshot.
 Datasets that are already task directories (``instruction.md`` files) have no such parquet
 and are left as they are.
@@ -24,7 +24,7 @@ looks complete. Safe: a row's ``path`` and every archive member must be relative
 ``..``; only regular files, directories, symlinks and hardlinks that stay inside the task
 directory are accepted (no devices, FIFOs, absolute or escaping links, nothing written
 through a symlink); set-id bits are dropped. A bad row stops everything with one line naming
-the parquet and the row's ``path`` (:class:`HarborError`, exit 2).
+the parquet and the row's ``path`` (:class:`~ot_hpc.stage.errors.StageError`, exit 2).
 
 Reading parquet needs ``pyarrow``, imported lazily (an optional dependency). Spotting a
 Harbor parquet does not: the column names are read from the parquet footer, so a missing
@@ -39,12 +39,12 @@ import posixpath
 import shutil
 import stat
 import struct
-import sys
 import tarfile
 import tempfile
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
-from .predownload import EXIT_INPUT, PredownloadError
+from .errors import EXIT_INPUT, StageError
+from .fetch import importable
 
 COLUMNS = ("path", "task_binary")
 EXTRACT_DIR = "ot-hpc-tasks"  # sibling of snapshots/ in the repo's cache folder
@@ -56,13 +56,10 @@ _MAX_FOOTER = 64 * 1024 * 1024
 _SKIP_DIRS = {".git", ".cache", ".huggingface"}
 
 
-class HarborError(PredownloadError):
-    """Extraction failed or cannot start; ``str()`` is one line. ``exit_code`` 2: the
-    input (or the login node's Python) must change. A :class:`PredownloadError`, so
-    ot-submit reports it the same way (nothing written or submitted)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_INPUT) -> None:
-        super().__init__(" ".join(message.splitlines()), exit_code)
+def harbor_error(message: str) -> StageError:
+    """Extraction failed or cannot start: a :class:`StageError` of one line (the lines of
+    ``message`` joined), exit 2: the input (or the login node's Python) must change."""
+    return StageError(" ".join(message.splitlines()), EXIT_INPUT)
 
 
 class UnsafeEntry(ValueError):
@@ -249,21 +246,14 @@ def is_extracted(parquet: str, dest: str) -> bool:
 
 def pyarrow_available() -> bool:
     """Whether pyarrow would import, without importing it (for the dry run)."""
-    if "pyarrow" in sys.modules:
-        return sys.modules["pyarrow"] is not None
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("pyarrow") is not None
-    except (ImportError, ValueError):
-        return False
+    return importable("pyarrow")
 
 
 def _parquet_module(what: str):
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise HarborError(f"{what}: is a Harbor task parquet and extracting it needs pyarrow, "
+        raise harbor_error(f"{what}: is a Harbor task parquet and extracting it needs pyarrow, "
                           f"which does not import here; {PYARROW_HINT}") from None
     return pq
 
@@ -275,15 +265,15 @@ def read_rows(parquet: str, what: str, batch_size: int = 64) -> Iterator[Tuple[o
         handle = pq.ParquetFile(parquet)
         names = set(handle.schema_arrow.names)
         if not set(COLUMNS) <= names:
-            raise HarborError(f"{what}: has no columns {' and '.join(COLUMNS)} "
+            raise harbor_error(f"{what}: has no columns {' and '.join(COLUMNS)} "
                               f"(it has {', '.join(sorted(names))})")
         for batch in handle.iter_batches(batch_size=batch_size, columns=list(COLUMNS)):
             data = batch.to_pydict()
             yield from zip(data["path"], data["task_binary"])
-    except HarborError:
+    except StageError:
         raise
     except Exception as exc:  # pyarrow's errors: one line
-        raise HarborError(f"{what}: cannot be read as parquet ({type(exc).__name__}: "
+        raise harbor_error(f"{what}: cannot be read as parquet ({type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:200]})") from None
 
 
@@ -341,7 +331,7 @@ def extract_parquet(parquet: str, dest: str, what: str = "",
 
     Returns (extracted now, number of tasks); (False, n) when ``dest`` already holds a
     finished extraction of this parquet. ``what`` prefixes error lines (the setting).
-    Raises :class:`HarborError` (one line naming the row's path)."""
+    Raises :class:`StageError` (one line naming the row's path, exit 2)."""
     what = f"{what}: {parquet}" if what else parquet
     if is_extracted(parquet, dest):
         return False, _marker_tasks(dest)
@@ -351,7 +341,7 @@ def extract_parquet(parquet: str, dest: str, what: str = "",
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(dest)}-", dir=parent)
     except OSError as exc:
-        raise HarborError(f"{what}: cannot create {parent} ({type(exc).__name__}: {exc}); check "
+        raise harbor_error(f"{what}: cannot create {parent} ({type(exc).__name__}: {exc}); check "
                           "HF_HUB_CACHE (space, permissions)") from None
     try:
         count = 0
@@ -368,13 +358,13 @@ def extract_parquet(parquet: str, dest: str, what: str = "",
                 seen.add(task)
                 extract_archive(data, os.path.join(tmp, *task.split("/")))
             except UnsafeEntry as exc:
-                raise HarborError(f"{what}: {label}: {exc}; nothing was extracted") from None
+                raise harbor_error(f"{what}: {label}: {exc}; nothing was extracted") from None
             except OSError as exc:
-                raise HarborError(f"{what}: {label}: cannot extract ({type(exc).__name__}: "
+                raise harbor_error(f"{what}: {label}: cannot extract ({type(exc).__name__}: "
                                   f"{exc})") from None
             count += 1
         if count == 0:
-            raise HarborError(f"{what}: has no rows (no tasks)")
+            raise harbor_error(f"{what}: has no rows (no tasks)")
         with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as handle:
             json.dump({**key, "tasks": count}, handle)
             handle.write("\n")
@@ -383,7 +373,7 @@ def extract_parquet(parquet: str, dest: str, what: str = "",
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, dest)
         if not is_extracted(parquet, dest):  # lost a race to another, different extraction
-            raise HarborError(f"{what}: {dest} changed while extracting; submit again")
+            raise harbor_error(f"{what}: {dest} changed while extracting; submit again")
         return True, count
     finally:
         if os.path.lexists(tmp):

@@ -1,0 +1,43 @@
+"""Every exit code of the job, in one table.
+
+The runner (``python -m ot_hpc.runner <spec>``, the batch script) exits with:
+
+======  ==========================================================================
+code    meaning
+======  ==========================================================================
+0       the trainer succeeded (and the upload, when one was asked for)
+1       an internal error of the runner (a bug: the log has one line naming it)
+2       the spec or the environment: unreadable or newer spec, wrong cluster,
+        activation failed, the trainer's Python cannot import ot_hpc
+3       egress: a tunnel was needed and could not be opened
+4       Ray did not come up on every node in time
+5       the trainer succeeded but the requested upload failed (never requeued)
+128+N   stopped by signal N (143: SIGTERM from scancel, 140: USR2 before the limit)
+other   the trainer's own exit code
+======  ==========================================================================
+
+A node agent (``python -m ot_hpc.runner.node_agent``, one per node) exits with
+:data:`AGENT_PORTS_BUSY` or :data:`AGENT_HEAD_UNREACHABLE` (else Ray's own code); the
+runner turns a failed agent into :data:`EXIT_RAY`. The activation script (``bash -c``, see
+:mod:`ot_hpc.runner.envload`) exits 11-14 for the step that failed; the runner turns
+those into :data:`EXIT_ENV`.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_ENV = 2
+EXIT_EGRESS = 3
+EXIT_RAY = 4
+EXIT_UPLOAD = 5
+EXIT_SIGNAL_BASE = 128
+
+# Node agents.
+AGENT_PORTS_BUSY = 3
+AGENT_HEAD_UNREACHABLE = 4
+
+# The activation script's steps.
+ACTIVATION_MODULE_LOAD = 11
+ACTIVATION_SOURCE = 12
+ACTIVATION_CONDA = 13
+ACTIVATION_NO_MODULE_SYSTEM = 14
