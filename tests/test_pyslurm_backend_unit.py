@@ -77,7 +77,7 @@ def live_job(**changes):
         partition="gpu", account="proj", num_nodes=2, allocated_nodes="n[1-2]", time_limit=30,
         run_time=600, run_time_remaining=1200, submit_time=EPOCH - 60, start_time=EPOCH,
         end_time=EPOCH + 1800, exit_code=0, exit_code_signal=0,
-        standard_output="/logs/unit-42.out", requeue_count=1,
+        standard_output="/logs/unit-42.out", working_directory="/work", requeue_count=1,
     )
     values.update(changes)
     return SimpleNamespace(**values)
@@ -89,7 +89,8 @@ def db_job(**changes):
         id=7, name="acct-job", user_name="alice", state="FAILED", state_reason="None",
         partition="debug", account="proj", num_nodes=1, nodelist="n1", time_limit=5,
         elapsed_time=12, submit_time=EPOCH - 30, start_time=EPOCH, end_time=EPOCH + 12,
-        exit_code=3, exit_code_signal=0, standard_output=None, requeue_count=0,
+        exit_code=3, exit_code_signal=0, standard_output=None, working_directory="/work",
+        requeue_count=0,
     )
     values.update(changes)
     return SimpleNamespace(**values)

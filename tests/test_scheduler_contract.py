@@ -262,3 +262,52 @@ def test_partition_limits(scheduler):
     assert scheduler.get_partition("gpu").max_time_minutes == 2880
     assert scheduler.get_partition("no-such-partition") is None
     assert set(scheduler.list_partition_names()) >= {"debug", "gpu"}
+
+
+# --- one contract for every Slurm version (22.05's and 25.11's formats differ) ----------
+
+
+def test_exit_code_and_signal_from_the_controller_on_every_version(scheduler, tmp_path, current_user):
+    """squeue's exit_code is 768 on 22.05 and 3:0 from 23.02 on; scontrol and pyslurm have
+    their own forms: every path reports exit 3, and signal 9 for a SIGKILLed job."""
+    failed = submit(scheduler, request_for(tmp_path, "exit3", "exit 3"))
+    killed = submit(scheduler, request_for(tmp_path, "sigkill", "kill -9 $$"))
+    for job_id in (failed, killed):
+        wait_state(scheduler, job_id, {JobState.FAILED, JobState.COMPLETED, JobState.CANCELLED})
+    listed = {r.job_id: r for r in scheduler.list_jobs(user=current_user, include_finished=True)}
+    for record in (listed[failed], scheduler.get_job(failed)):
+        assert (record.state, record.exit_code, record.exit_signal or 0) == (JobState.FAILED, 3, 0), record
+    for record in (listed[killed], scheduler.get_job(killed)):
+        assert record.state is JobState.FAILED and record.exit_signal == 9, record
+
+
+def test_stdout_path_is_expanded_and_absolute_on_every_path(scheduler, tmp_path, current_user):
+    """A relative pattern with %x, %j, %u, %A, %a and %% is reported as the absolute,
+    expanded path Slurm writes, by the listing and by get_job, pending and finished."""
+    pattern = "rel/%x_%j_%u_%A_%a_100%%.out"
+    (tmp_path / "rel").mkdir()
+    job_id = submit(scheduler, request_for(tmp_path, "pattern", "echo written", output_path=pattern,
+                                           hold=True))
+    name = NAME_PREFIX + "pattern"
+    expected = str(tmp_path / "rel" / f"{name}_{job_id}_{current_user}_{job_id}_4294967294_100%.out")
+
+    def reported():
+        listed = {r.job_id: r for r in scheduler.list_jobs(user=current_user, include_finished=True)}
+        return [listed[job_id].stdout_path, scheduler.get_job(job_id).stdout_path]
+
+    assert reported() == [expected, expected]
+    scheduler.release(job_id)
+    wait_state(scheduler, job_id, {JobState.COMPLETED})
+    assert reported() == [expected, expected]
+    assert open(expected).read() == "written\n"
+
+
+def test_a_user_slurm_does_not_know_has_no_jobs_and_no_history(scheduler):
+    """25.11's sacct fails for a user without an association, 22.05's squeue warns and
+    22.05/24.11's sacct say nothing: every backend answers "none" for all of them. ``daemon``
+    is in every Debian passwd and never runs a job here (``nobody`` does: the benchmarks
+    submit as nobody); the other name is in no passwd at all."""
+    now = datetime.now().astimezone()
+    for user in ("daemon", "no-such-user-ot-hpc"):
+        assert scheduler.list_finished_jobs(user, now - timedelta(hours=1), now) == []
+        assert scheduler.list_jobs(user=user) == []

@@ -13,12 +13,13 @@ from ot_hpc.durations import (
 from ot_hpc.hostlist import expand_hostlist
 from ot_hpc.scheduler import JobRequest, JobState, normalize_state
 from ot_hpc.scheduler.commands import CommandScheduler, sbatch_arguments, sbatch_lines
+from ot_hpc.scheduler.output_path import expand_output_pattern, job_output_path
 from ot_hpc.scheduler.slurm_text import (
     DELIMITER,
     SACCT_FIELDS,
     clean_slurm_message,
+    decode_squeue_exit,
     decode_wait_status,
-    expand_output_pattern,
     parse_exit_code,
     parse_sacct,
     parse_scontrol_fields,
@@ -258,9 +259,16 @@ def test_cli_retries_while_controller_unreachable_then_fails(monkeypatch):
     assert len(calls) == 4 and pauses == [0.5, 1.0, 2.0]
 
 
-def test_cli_submit_passes_only_the_given_environment(monkeypatch):
+@pytest.mark.parametrize("slurm_conf", [None, "/etc/slurm/site.conf"])
+def test_cli_submit_passes_only_the_given_environment(monkeypatch, slurm_conf):
+    """Exactly the request's environment, plus SLURM_CONF when this process has one (so
+    sbatch finds the cluster): whatever SLURM_CONF the machine running the tests says."""
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
     monkeypatch.setenv("SECRET_IN_LOGIN_ENV", "hunter2")
+    if slurm_conf is None:
+        monkeypatch.delenv("SLURM_CONF", raising=False)
+    else:
+        monkeypatch.setenv("SLURM_CONF", slurm_conf)
     seen = {}
 
     def run(argv, stdin, env):
@@ -269,7 +277,10 @@ def test_cli_submit_passes_only_the_given_environment(monkeypatch):
 
     job_id = CommandScheduler(run=run).submit(_request(environment={"PATH": "/usr/bin", "A": "1"}))
     assert job_id == 123
-    assert seen["env"] == {"PATH": "/usr/bin", "A": "1"}
+    expected = {"PATH": "/usr/bin", "A": "1"}
+    if slurm_conf:
+        expected["SLURM_CONF"] = slurm_conf
+    assert seen["env"] == expected
     assert "hunter2" not in " ".join(seen["argv"]) and "--export=ALL" in seen["argv"]
     assert seen["stdin"].startswith("#!")
 

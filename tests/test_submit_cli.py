@@ -70,6 +70,17 @@ def submitted_id(output):
     return int(match.group(1))
 
 
+
+# Slurm 24.11's sbatch adds MPI launcher settings to every job's environment (22.05 adds
+# none): Slurm's, not ours, so they may appear beside what ot-submit gave.
+SBATCH_ADDED_ENV = ("OMPI_MCA_plm_slurm_args", "PRTE_MCA_plm_slurm_args",
+                    "HYDRA_LAUNCHER_EXTRA_ARGS", "HYDRA_BOOTSTRAP")
+SBATCH_ADDED_ENV_PREFIXES = ("I_MPI_HYDRA_BOOTSTRAP",)
+
+
+def added_by_sbatch(name: str) -> bool:
+    return name in SBATCH_ADDED_ENV or name.startswith(SBATCH_ADDED_ENV_PREFIXES)
+
 def test_demo_submits_one_held_job_with_the_right_description(slurm_cluster, workdir):
     name = f"submittest-{uuid.uuid4().hex[:8]}"
     exp = workdir / "exp"
@@ -103,7 +114,8 @@ def test_demo_submits_one_held_job_with_the_right_description(slurm_cluster, wor
             assert "HF_TOKEN" not in env and "WANDB_API_KEY" not in env
             assert set(env) <= {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ",
                                 "SLURM_CONF", "PYTHONPATH", "OT_HPC_CLUSTER"} | {
-                                    k for k in env if k.startswith(("SLURM_", "ENVIRONMENT"))}
+                                    k for k in env if k.startswith(("SLURM_", "ENVIRONMENT"))
+                                    or added_by_sbatch(k)}
     finally:
         subprocess.run(["scancel", str(job_id)], capture_output=True)
 

@@ -72,6 +72,10 @@ SACCT_STATE_CODES = {
     JobState.DEADLINE: "DL",
     JobState.PREEMPTED: "PR",
 }
+# A user Slurm has no association for: 25.11's sacct exits 1 ("Invalid user id: nobody"),
+# 22.05 and 24.11 return nothing for a passwd user and fail only for a name passwd lacks;
+# squeue says "Invalid user: x" and (22.05) still exits 0. Every one of them: no jobs.
+_UNKNOWN_USER_MARKERS = ("invalid user id", "invalid user:")
 _ALREADY_GONE_MARKERS = (
     "invalid job id specified",
     "job/step already completing or completed",
@@ -225,7 +229,10 @@ class CommandScheduler(Scheduler):
             argv += ["-A", account]
         if include_finished:
             argv += ["-t", "all"]
-        records = parse_squeue(self._check(self._run(argv)))
+        result = self._run(argv)
+        if user and result.returncode != 0 and _matches(result.stderr, _UNKNOWN_USER_MARKERS):
+            return []  # a user Slurm does not know has no jobs
+        records = parse_squeue(self._check(result))
         if user:
             records = [r for r in records if r.user == user]
         if account:
@@ -256,7 +263,14 @@ class CommandScheduler(Scheduler):
                   "-E", end.astimezone().strftime("%Y-%m-%dT%H:%M:%S"),
                   "-s", ",".join(codes)]
         who = ["-u", user] if user else ["-a"]
-        records = self._sacct([*who, *window])
+        try:
+            records = self._sacct([*who, *window])
+        except AccountingUnavailable:
+            raise
+        except SchedulerError as exc:
+            if user and _matches(str(exc), _UNKNOWN_USER_MARKERS):
+                return []  # a user Slurm does not know has no history
+            raise
         finished = [
             r for r in records
             if r.state in wanted and r.end_time is not None and start <= r.end_time <= end

@@ -22,6 +22,7 @@ from .base import (
     call_lines,
     normalize_state,
 )
+from .output_path import job_output_path
 
 # pyslurm drops an empty environment dict and then exports the submitting process's
 # whole environment ("ALL"; submission.pyx _set_defaults). This keeps it a dict.
@@ -171,17 +172,19 @@ def _record(job: Any, raw_state: str, state: JobState, node_list: Any,
             elapsed_seconds: Optional[int], time_left_seconds: Optional[int], source: str) -> JobRecord:
     """What ``pyslurm.Job`` and ``pyslurm.db.Job`` share (the same attribute names)."""
     exit_code, exit_signal = _exit_parts(job, state)
+    job_id, name, nodes = int(job.id), str(job.name or ""), _nodes(node_list)
+    user = str(job.user_name or "")
     return JobRecord(
-        job_id=int(job.id),
-        name=str(job.name or ""),
-        user=str(job.user_name or ""),
+        job_id=job_id,
+        name=name,
+        user=user,
         state=state,
         raw_state=raw_state,
         reason=_reason(job.state_reason),
         partition=_text(job.partition),
         account=_text(job.account),
         node_count=int_or_none(job.num_nodes) or 0,
-        node_list=_nodes(node_list),
+        node_list=nodes,
         time_limit_minutes=_minutes_or_none(job.time_limit),
         elapsed_seconds=elapsed_seconds,
         time_left_seconds=time_left_seconds,
@@ -191,7 +194,8 @@ def _record(job: Any, raw_state: str, state: JobState, node_list: Any,
         end_time=epoch_to_datetime(job.end_time) if state.is_finished else None,
         exit_code=exit_code,
         exit_signal=exit_signal,
-        stdout_path=_text(job.standard_output),
+        stdout_path=job_output_path(_text(job.standard_output), job_id, name, user, nodes,
+                                    _text(job.working_directory)),
         restart_count=int_or_none(job.requeue_count) or 0,
         extra={"source": source},
     )

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ..durations import parse_duration_seconds, parse_slurm_timestamp, parse_time_limit_minutes
-from ..hostlist import expand_hostlist
 from .base import JobRecord, JobState, PartitionInfo, normalize_state
+from .output_path import job_output_path
 
 # ASCII unit separator: no job name, path or reason contains it.
 DELIMITER = "\x1f"
@@ -37,7 +37,8 @@ SQUEUE_FIELDS: Tuple[Tuple[str, str], ...] = (
     ("end_time", "EndTime"),
     ("stdout", "STDOUT"),  # the pattern as given (%j unexpanded before 23.02)
     ("restart_count", "RestartCnt"),
-    ("exit_status", "exit_code"),  # a raw wait status: 768 = exit 3, 15 = signal 15
+    ("exit_status", "exit_code"),  # 22.05: a raw wait status (768); 23.02 on: "3:0"
+    ("work_dir", "WorkDir"),  # relative STDOUT patterns are relative to it
 )
 
 # sacct -o fields (same on 22.05 .. 25.11).
@@ -65,37 +66,19 @@ def squeue_format() -> str:
 
 
 def decode_wait_status(text: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
-    """A raw wait status (squeue's ``exit_code``) as (exit code, signal)."""
+    """A raw wait status (22.05's squeue ``exit_code``: 768) as (exit code, signal)."""
     status = int_or_none(text)
     if status is None:
         return None, None
     return (status >> 8) & 0xFF, status & 0x7F
 
 
-def expand_output_pattern(pattern: Optional[str], job_id: int, name: str, user: str,
-                          node_list: str) -> Optional[str]:
-    """Slurm's filename pattern (``%j``, ``%x``, ``%u``, ``%N``, ``%%``) for a batch job."""
-    if not pattern:
-        return None
-    first_node = expand_hostlist(node_list)[0] if node_list else ""
-    table = {"j": str(job_id), "J": str(job_id), "A": str(job_id), "x": name, "u": user,
-             "N": first_node, "n": "0", "t": "0", "s": "batch", "%": "%"}
-    out, i = [], 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "%" and i + 1 < len(pattern):
-            j = i + 1
-            while j < len(pattern) and pattern[j].isdigit():  # %10j: zero-padded width
-                j += 1
-            if j < len(pattern) and pattern[j] in table:
-                value = table[pattern[j]]
-                width = pattern[i + 1:j]
-                out.append(value.zfill(int(width)) if width and value.isdigit() else value)
-                i = j + 1
-                continue
-        out.append(char)
-        i += 1
-    return "".join(out)
+def decode_squeue_exit(text: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
+    """squeue's ``exit_code`` on any Slurm: ``3:0``/``0:9`` (23.02 on) or a raw wait
+    status (22.05: ``768``), as (exit code, signal)."""
+    if text and ":" in text:
+        return parse_exit_code(text)
+    return decode_wait_status(text)
 
 
 def _optional(text: str) -> Optional[str]:
@@ -174,7 +157,7 @@ def _squeue_record(values: Mapping[str, str]) -> Optional[JobRecord]:
         return None
     common = _common_fields(values, _SQUEUE_COLUMNS)
     state, user = common["state"], values.get("user", "")
-    exit_code, exit_signal = decode_wait_status(values.get("exit_status")) if state.is_finished else (None, None)
+    exit_code, exit_signal = decode_squeue_exit(values.get("exit_status")) if state.is_finished else (None, None)
     return JobRecord(
         job_id=job_id, user=user, **common,
         node_count=int_or_none(values.get("node_count")) or 0,
@@ -183,8 +166,8 @@ def _squeue_record(values: Mapping[str, str]) -> Optional[JobRecord]:
         time_left_seconds=_safe_duration(values.get("time_left")) if state.is_active else None,
         **_controller_times(values, ("submit_time", "start_time", "end_time"), state),
         exit_code=exit_code, exit_signal=exit_signal,
-        stdout_path=expand_output_pattern(values.get("stdout"), job_id, common["name"], user,
-                                          common["node_list"]),
+        stdout_path=job_output_path(values.get("stdout"), job_id, common["name"], user,
+                                    common["node_list"], _optional(values.get("work_dir", ""))),
         restart_count=int_or_none(values.get("restart_count")) or 0,
     )
 
@@ -252,8 +235,8 @@ def record_from_scontrol(fields: Mapping[str, str]) -> Optional[JobRecord]:
         time_limit_minutes=limit_minutes, elapsed_seconds=elapsed, time_left_seconds=time_left,
         **_controller_times(fields, ("SubmitTime", "StartTime", "EndTime"), state),
         exit_code=exit_code, exit_signal=exit_signal,
-        stdout_path=expand_output_pattern(_optional(fields.get("StdOut", "")), job_id,
-                                          common["name"], user, common["node_list"]),
+        stdout_path=job_output_path(_optional(fields.get("StdOut", "")), job_id, common["name"],
+                                    user, common["node_list"], _optional(fields.get("WorkDir", ""))),
         restart_count=int_or_none(fields.get("Restarts")) or 0,
     )
 
