@@ -458,3 +458,25 @@ def test_slurm_conf_cluster_name_and_which_cluster_it_serves(tmp_path):
     other = SimpleNamespace(name="leonardo", slurm_cluster_names=("leonardo",))
     assert serves_cluster(vista, environ) and not serves_cluster(other, environ)
     assert not serves_cluster(vista, {"SLURM_CONF": str(tmp_path / "missing.conf")})
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("768", (3, 0)), ("15", (0, 15)), ("0", (0, 0)),  # 22.05: a raw wait status
+    ("3:0", (3, 0)), ("0:9", (0, 9)), ("0:0", (0, 0)),  # 23.02 on: exit:signal
+    ("", (None, None)), (None, (None, None)),
+])
+def test_squeue_exit_code_in_both_forms(text, expected):
+    assert decode_squeue_exit(text) == expected
+
+
+@pytest.mark.parametrize("pattern, node_list, work_dir, expected", [
+    ("slurm-%j.out", "n1", "/w", "/w/slurm-77.out"),  # 25.11's squeue: relative, unexpanded
+    ("/w/%x_%j.log", "n1", "/elsewhere", "/w/train_77.log"),  # 22.05's squeue: absolute
+    ("/w/%x_%A_%a.out", "", "/w", "/w/train_77_4294967294.out"),  # %a of a non-array job
+    ("/w/train_77_%N.out", "", "/w", "/w/train_77_%N.out"),  # pending: no node, no log yet
+    ("/w/train_77_100%%.out", "n2", "/w", "/w/train_77_100%.out"),  # scontrol leaves %%
+    ("rel.out", "n1", None, "rel.out"),
+    (None, "n1", "/w", None),
+])
+def test_job_output_path(pattern, node_list, work_dir, expected):
+    assert job_output_path(pattern, 77, "train", "root", node_list, work_dir) == expected
