@@ -16,6 +16,7 @@ import pytest
 
 from ot_hpc.scheduler import pyslurm_backend as pb
 from ot_hpc.scheduler import pyslurm_convert as pc
+from ot_hpc.scheduler import pyslurm_listing as pl
 from ot_hpc.scheduler.base import (
     AccountingUnavailable,
     BackendUnavailable,
@@ -70,29 +71,38 @@ def make_request(**changes):
     return JobRequest(**values)
 
 
+# The passwd database the fake jobs' owners are in (injected: no real lookups).
+PASSWD = {"alice": 1001, "bob": 1002, "carol": 1003}
+
+
 def live_job(**changes):
     """A live pyslurm.Job as plain attributes (names from core/job/job.pyx)."""
     values = dict(
-        id=42, name="unit-job", user_name="alice", state="RUNNING", state_reason="None",
-        partition="gpu", account="proj", num_nodes=2, allocated_nodes="n[1-2]", time_limit=30,
-        run_time=600, run_time_remaining=1200, submit_time=EPOCH - 60, start_time=EPOCH,
-        end_time=EPOCH + 1800, exit_code=0, exit_code_signal=0,
-        standard_output="/logs/unit-42.out", working_directory="/work", requeue_count=1,
+        id=42, name="unit-job", user_id=1001, user_name="alice", state="RUNNING",
+        state_reason="None", partition="gpu", account="proj", num_nodes=2,
+        allocated_nodes="n[1-2]", time_limit=30, run_time=600, run_time_remaining=1200,
+        submit_time=EPOCH - 60, start_time=EPOCH, end_time=EPOCH + 1800, exit_code=0,
+        exit_code_signal=0, standard_output="/logs/unit-42.out", working_directory="/work",
+        requeue_count=1,
     )
     values.update(changes)
+    if "user_name" in changes and "user_id" not in changes:
+        values["user_id"] = PASSWD[changes["user_name"]]
     return SimpleNamespace(**values)
 
 
 def db_job(**changes):
     """An accounting pyslurm.db.Job as plain attributes (names from db/job.pyx)."""
     values = dict(
-        id=7, name="acct-job", user_name="alice", state="FAILED", state_reason="None",
+        id=7, name="acct-job", user_id=1001, user_name="alice", state="FAILED", state_reason="None",
         partition="debug", account="proj", num_nodes=1, nodelist="n1", time_limit=5,
         elapsed_time=12, submit_time=EPOCH - 30, start_time=EPOCH, end_time=EPOCH + 12,
         exit_code=3, exit_code_signal=0, standard_output=None, working_directory="/work",
         requeue_count=0,
     )
     values.update(changes)
+    if "user_name" in changes and "user_id" not in changes:
+        values["user_id"] = PASSWD[changes["user_name"]]
     return SimpleNamespace(**values)
 
 
@@ -274,10 +284,20 @@ def test_finished_job_record_zero_epochs_unlimited_and_exit_split():
 
 
 def test_time_left_only_for_active_jobs():
-    done = pc.record_from_job(live_job(state="COMPLETED", run_time_remaining=-500))
+    done = pc.record_from_job(live_job(state="COMPLETED", run_time=2300))
     assert done.time_left_seconds is None
-    over = pc.record_from_job(live_job(state="RUNNING", run_time_remaining=-5))
+    over = pc.record_from_job(live_job(state="RUNNING", run_time=1805))  # 30 min limit
     assert over.time_left_seconds == 0
+    unlimited = pc.record_from_job(live_job(state="RUNNING", time_limit=None))
+    assert unlimited.time_left_seconds is None
+
+
+def test_time_left_is_run_time_remainings_formula_from_values_already_read():
+    # job.pyx:1343: run_time_remaining = time_limit * 60 - run_time (run_time recomputed).
+    for limit, run_time in ((30, 600), (1, 0), (2, 119)):
+        job = live_job(time_limit=limit, run_time=run_time)
+        assert pc.remaining_seconds(JobState.RUNNING, limit, run_time) == limit * 60 - run_time
+        assert pc.record_from_job(job).time_left_seconds == limit * 60 - run_time
 
 
 def test_signalled_job_exit_parts():
@@ -431,9 +451,26 @@ def fake_module(**overrides):
     return module
 
 
-def scheduler_for(module):
+def fake_passwd(calls=None):
+    """getpwnam/getpwuid over PASSWD, recording each lookup in ``calls``."""
+    calls = [] if calls is None else calls
+    names = {uid: name for name, uid in PASSWD.items()}
+
+    def getpwnam(name):
+        calls.append(("getpwnam", name))
+        return SimpleNamespace(pw_name=name, pw_uid=PASSWD[name])
+
+    def getpwuid(uid):
+        calls.append(("getpwuid", uid))
+        return SimpleNamespace(pw_name=names[uid], pw_uid=uid)
+
+    return SimpleNamespace(getpwnam=getpwnam, getpwuid=getpwuid, calls=calls)
+
+
+def scheduler_for(module, passwd=None):
     sleeps = []
-    sched = pb.PyslurmScheduler(pyslurm_module=module, sleep=sleeps.append)
+    sched = pb.PyslurmScheduler(pyslurm_module=module, sleep=sleeps.append,
+                                passwd=passwd or fake_passwd())
     return sched, sleeps
 
 
@@ -541,7 +578,129 @@ def test_list_jobs_filters_users_accounts_and_states():
     assert [r.job_id for r in sched.list_jobs(user="alice")] == [1, 4]
     assert [r.job_id for r in sched.list_jobs(user="alice", include_finished=True)] == [1, 3, 4]
     assert [r.job_id for r in sched.list_jobs(account="proj")] == [1, 2]
+    assert [r.job_id for r in sched.list_jobs(user="alice", account="other")] == [4]
     assert [r.job_id for r in sched.list_jobs()] == [1, 2, 4]
+    assert [r.user for r in sched.list_jobs()] == ["alice", "bob", "alice"]
+
+
+class TrackedJob:
+    """A live pyslurm.Job that records every attribute read. ``user_name`` (a passwd
+    lookup per read) and ``run_time_remaining`` (recomputes run_time) raise: the backend
+    must never need them for a listing."""
+
+    FORBIDDEN = ("user_name", "run_time_remaining")
+
+    def __init__(self, reads, **changes):
+        self._reads = reads
+        self._values = vars(live_job(**changes))
+
+    def __getattr__(self, name):
+        self._reads.append((self._values["id"], name))
+        if name in self.FORBIDDEN:
+            raise AssertionError(f"job {self._values['id']}: {name} read")
+        return self._values[name]
+
+
+def queue_of_others(reads, others=5000, ours=(("alice", "RUNNING"), ("alice", "PENDING"))):
+    """``others`` jobs of bob and carol, then ours (ids from 10**6)."""
+    jobs = [TrackedJob(reads, id=i, user_name="bob" if i % 2 else "carol", state="PENDING",
+                       account="other-team") for i in range(1, others + 1)]
+    jobs += [TrackedJob(reads, id=10**6 + i, user_name=user, state=state)
+             for i, (user, state) in enumerate(ours)]
+    return jobs
+
+
+def listing_scheduler(jobs):
+    module = fake_module()
+    loads = []
+
+    def load():
+        loads.append(1)
+        return module.Collection(jobs)
+
+    module.Jobs = SimpleNamespace(load=load)
+    passwd = fake_passwd()
+    sched, _ = scheduler_for(module, passwd)
+    return sched, passwd, loads
+
+
+def test_other_users_jobs_are_compared_by_uid_and_never_converted():
+    reads = []
+    sched, passwd, loads = listing_scheduler(queue_of_others(reads))
+    records = sched.list_jobs(user="alice")
+    assert [(r.job_id, r.user, r.state) for r in records] == [
+        (10**6, "alice", JobState.RUNNING), (10**6 + 1, "alice", JobState.PENDING)]
+    foreign = {name for job_id, name in reads if job_id < 10**6}
+    assert foreign == {"user_id"}  # one int read each: no name, no account, no state
+    assert not [name for _, name in reads if name in TrackedJob.FORBIDDEN]
+    assert passwd.calls == [("getpwnam", "alice")] and loads == [1]  # resolved once, one RPC
+    ours = [name for job_id, name in reads if job_id == 10**6]
+    assert len(ours) == len(set(ours))  # each attribute of a kept job read once
+
+
+def test_account_listing_reads_accounts_and_asks_passwd_once_per_owner():
+    reads = []
+    jobs = queue_of_others(reads, others=300, ours=(("alice", "RUNNING"), ("bob", "PENDING"),
+                                                     ("alice", "COMPLETED")))
+    sched, passwd, _ = listing_scheduler(jobs)
+    records = sched.list_jobs(account="proj")
+    assert [(r.job_id, r.user) for r in records] == [(10**6, "alice"), (10**6 + 1, "bob")]
+    assert {name for job_id, name in reads if job_id < 10**6} == {"account"}
+    assert sorted(passwd.calls) == [("getpwuid", 1001), ("getpwuid", 1002)]
+    assert not [name for _, name in reads if name in TrackedJob.FORBIDDEN]
+
+
+def test_unknown_user_lists_nothing_like_squeue_without_asking_slurm():
+    # CommandScheduler: `squeue -u no-such-user` prints "Invalid user" and lists nothing
+    # (exit 0), so list_jobs gives []; digits are no uid there either (squeue -u 99999).
+    sched, passwd, loads = listing_scheduler(queue_of_others([], others=3))
+    assert sched.list_jobs(user="no-such-user") == []
+    assert sched.list_jobs(user="1001") == []
+    assert sched.list_jobs(user="no-such-user", account="proj", include_finished=True) == []
+    assert loads == []
+
+
+def test_user_names_of_uids_passwd_does_not_know_are_the_uid():
+    # uid_to_name (helpers.pyx:46): the uid as a string; NO_VAL/INFINITE: None.
+    passwd = fake_passwd()
+    name_of = pl.name_lookup(passwd.getpwuid)
+    assert name_of(4242) == "4242" and name_of(None) == "" and name_of("UNLIMITED") == ""
+    assert name_of(1001) == name_of(1001) == "alice" and name_of(True) == ""
+    assert passwd.calls == [("getpwuid", 4242), ("getpwuid", 1001)]  # once per uid
+
+
+def test_uid_of_user_only_for_login_names():
+    passwd = fake_passwd()
+    assert pl.uid_of_user("bob", passwd.getpwnam) == 1002
+    assert pl.uid_of_user("nobody-here", passwd.getpwnam) is None
+    assert pl.uid_of_user("1002", passwd.getpwnam) is None  # squeue -u 1002 names no one
+
+
+def test_standin_listing_compares_user_id_without_user_name(standin, monkeypatch):
+    lines = [{"JobId": str(i), "JobName": f"j{i}", "UserId": f"x({uid})", "Account": "local",
+              "JobState": "PENDING", "Reason": "JobHeldUser", "TimeLimit": "00:05:00",
+              "NumNodes": "1"} for i, uid in ((1, 0), (2, 65534), (3, 0))]
+    monkeypatch.setattr(standin.Jobs, "load", staticmethod(lambda *a, **k: _standin_jobs(standin, lines)))
+
+    def refuse(self):
+        raise AssertionError("user_name read")
+
+    monkeypatch.setattr(standin.Job, "user_name", property(refuse))
+    sched = pb.PyslurmScheduler(pyslurm_module=standin, passwd=fake_passwd_with_root())
+    assert [(r.job_id, r.user) for r in sched.list_jobs(user="root")] == [(1, "root"), (3, "root")]
+
+
+def _standin_jobs(standin, lines):
+    jobs = standin.Jobs()
+    for fields in lines:
+        job = standin.Job._from_fields(fields)
+        jobs._add(job.cluster, job.id, job)
+    return jobs
+
+
+def fake_passwd_with_root():
+    return SimpleNamespace(getpwnam=lambda name: SimpleNamespace(pw_uid={"root": 0}[name]),
+                           getpwuid=lambda uid: SimpleNamespace(pw_name={0: "root"}[uid]))
 
 
 def test_list_finished_jobs_window_user_states_newest_first():
@@ -567,6 +726,31 @@ def test_list_finished_jobs_window_user_states_newest_first():
     assert [r.job_id for r in sched.list_finished_jobs(None, start, end)] == [2, 3, 1]
     assert filters[0].start_time == EPOCH and filters[0].end_time >= EPOCH + 100
     assert not hasattr(filters[0], "users")  # root would be silently dropped
+    # A uid passwd does not know is named by its number (uid_to_name), as before.
+    rows.append(db_job(id=8, end_time=EPOCH + 20, user_id=4242, user_name="4242"))
+    assert [r.job_id for r in sched.list_finished_jobs("4242", start, end)] == [8]
+    assert [r.user for r in sched.list_finished_jobs(None, start, end)] == ["alice", "bob", "4242", "alice"]
+
+
+class NamelessDbJob(SimpleNamespace):
+    @property
+    def user_name(self):
+        raise AssertionError(f"user_name of accounting job {self.id} read")
+
+
+def test_list_finished_jobs_compares_uids_and_never_reads_user_name():
+    module = fake_module()
+    rows = [NamelessDbJob(**{**vars(db_job(id=i, end_time=EPOCH + i)), "user_id": 1002})
+            for i in range(1, 200)]
+    rows.append(NamelessDbJob(**{**vars(db_job(id=500, end_time=EPOCH + 50)), "user_id": 1001}))
+    for row in rows:
+        del row.__dict__["user_name"]
+    module.db.Jobs.load = lambda db_filter=None: module.Collection(rows)
+    passwd = fake_passwd()
+    sched, _ = scheduler_for(module, passwd)
+    found = sched.list_finished_jobs("alice", local(EPOCH), local(EPOCH + 1000))
+    assert [(r.job_id, r.user) for r in found] == [(500, "alice")]
+    assert passwd.calls == [("getpwnam", "alice")]
 
 
 def test_list_finished_jobs_without_accounting():

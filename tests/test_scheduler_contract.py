@@ -176,6 +176,13 @@ def test_held_job_reads_back_every_field_then_cancels(scheduler, tmp_path, curre
     mine = {r.job_id: r for r in scheduler.list_jobs(user=current_user)}
     assert job_id in mine and mine[job_id].state is JobState.PENDING
     assert job_id not in {r.job_id for r in scheduler.list_jobs(user="nobody")}
+    # A user passwd does not know lists nothing (squeue -u says "Invalid user"), digits too.
+    assert scheduler.list_jobs(user="no-such-user-ot") == []
+    assert scheduler.list_jobs(user=str(os.getuid())) == []
+    assert record.account, record
+    team = {r.job_id: r for r in scheduler.list_jobs(account=record.account)}
+    assert team[job_id].user == current_user and team[job_id].account == record.account
+    assert job_id not in {r.job_id for r in scheduler.list_jobs(account="no-such-account-ot")}
 
     scheduler.cancel(job_id)
     record = wait_state(scheduler, job_id, {JobState.CANCELLED}, timeout=30)

@@ -27,6 +27,30 @@ class UsageError(Exception):
     """Bad input: one line naming the field, the value and the fix. Exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Remembers the arguments it parses, so ``--version`` can see a ``--backend`` that
+    comes after it (``--version --backend cli`` must not import pyslurm)."""
+
+    raw_args: List[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.raw_args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+
+def backend_in(args: List[str]) -> Optional[str]:
+    """The last ``--backend X`` / ``--backend=X`` in ``args`` (None without one)."""
+    found = None
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--backend" and index + 1 < len(args):
+            found = args[index + 1]
+        elif arg.startswith("--backend="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
 class _VersionAction(argparse.Action):
     """``--version`` prints the package version and the backend ``auto`` resolves to."""
 
@@ -34,8 +58,9 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="show version and backend, then exit")
 
     def __call__(self, parser, namespace, values, option_string=None):
+        chosen = getattr(namespace, "backend", None) or backend_in(getattr(parser, "raw_args", []))
         try:
-            backend = get_scheduler(getattr(namespace, "backend", None)).name
+            backend = get_scheduler(chosen).name
         except BackendUnavailable as exc:
             backend = f"unavailable ({exc})"
         print(f"{parser.prog} (ot-hpc) {__version__}; scheduler backend: {backend}")
@@ -43,7 +68,7 @@ class _VersionAction(argparse.Action):
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = _Parser(prog=prog, description=description)
     parser.add_argument(
         "--backend",
         choices=BACKEND_NAMES,

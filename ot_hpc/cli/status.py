@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+import time
+from typing import IO, Callable, List, Optional
 
 from ..monitor import options
 from ..monitor.dirs import experiments_dirs, logs_dirs
 from ..monitor.logs import LogIndex
-from ..monitor.status import MIN_WATCH_SECONDS, gather, height_of, json_document, render_lines, watch
+from ..monitor.status import (MIN_WATCH_SECONDS, gather, height_of, job_records, json_document,
+                              render_lines, watch)
 from ..monitor.table import terminal_width, use_colour
-from ..scheduler import SchedulerError
+from ..scheduler import Scheduler, SchedulerError
 from .common import EXIT_OK, UsageError, make_parser, run_main, scheduler_from_args
 
 DESCRIPTION = (
@@ -33,13 +35,16 @@ def build_parser():
     return parser
 
 
-def body(argv: Optional[List[str]] = None) -> int:
+def body(argv: Optional[List[str]] = None, scheduler: Optional[Scheduler] = None,
+         sleep: Callable[[float], None] = time.sleep, stream: Optional[IO[str]] = None) -> int:
+    """``scheduler``, ``sleep`` and ``stream`` are for tests (default: from --backend,
+    time.sleep, stdout)."""
     args = build_parser().parse_args(argv)
     if args.watch is not None and args.watch < MIN_WATCH_SECONDS:
         raise UsageError(f"--watch must be at least {MIN_WATCH_SECONDS:g} second: the controller is shared")
     if args.watch is not None and args.json:
         raise UsageError("--watch and --json do not go together: run --json in your own loop")
-    scheduler = scheduler_from_args(args)
+    scheduler = scheduler or scheduler_from_args(args)
     wanted = set(args.job_ids)
     user = args.user if args.user or args.account or wanted else options.current_user()
     who = user or ""
@@ -50,27 +55,18 @@ def body(argv: Optional[List[str]] = None) -> int:
     index = LogIndex(logs_dirs(experiments_dirs(args.experiments_dir)))
     show_user = bool(args.account)
 
-    def records():
-        found = scheduler.list_jobs(user=user, account=args.account)
-        if not wanted:
-            return found
-        found = [r for r in found if r.job_id in wanted]
-        for job_id in sorted(wanted - {r.job_id for r in found}):  # finished: controller or history
-            record = scheduler.get_job(job_id)
-            if record is not None:
-                found.append(record)
-        return found
+    records = job_records(scheduler, user, args.account, wanted)
 
     def views():
         return gather(records(), args.tail, index)
 
+    stream = stream or sys.stdout
     if args.json:
-        options.write_json(json_document(views(), user, args.account, bool(args.tail)))
+        options.write_json(json_document(views(), user, args.account, bool(args.tail)), stream)
         return EXIT_OK
-    stream = sys.stdout
     width, colour = terminal_width(stream), use_colour(stream)
     if args.watch is None:
-        options.write_lines(render_lines(views(), who, width, colour, show_user))
+        options.write_lines(render_lines(views(), who, width, colour, show_user), stream)
         return EXIT_OK
 
     def frame() -> List[str]:
@@ -80,7 +76,8 @@ def body(argv: Optional[List[str]] = None) -> int:
             return [f"error: {exc} (trying again)"]
 
     in_place = stream.isatty()
-    return watch(args.watch, frame, stream, in_place, height_of(stream) if in_place else None)
+    return watch(args.watch, frame, stream, in_place, height_of(stream) if in_place else None,
+                 sleep=sleep)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

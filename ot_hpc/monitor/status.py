@@ -1,4 +1,4 @@
-"""ot-status: my jobs now. One ``list_jobs`` (one squeue) per refresh.
+"""ot-status: my jobs now. One ``list_jobs`` (one squeue) per refresh (``job_records``).
 
 ``gather`` reads what the queue alone does not say (run-state files, log tails);
 ``render_lines`` and ``json_document`` are pure.
@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import IO, AbstractSet, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..scheduler.base import JobRecord, JobState
+from ..scheduler.base import JobRecord, JobState, Scheduler
 from .logs import LogIndex, find_log, state_path_for, tail_lines
 from .pending import PendingReason, explain_pending
 from .records import format_elapsed, format_left, format_nodes, state_text, status_sort_key
@@ -43,6 +43,30 @@ def _read_run_state(log_path: str, record: JobRecord):
     if state is None or str(state.job_id) not in ("", str(record.job_id)):
         return None
     return state
+
+
+def job_records(scheduler: Scheduler, user: Optional[str], account: Optional[str],
+                wanted: AbstractSet[int] = frozenset()) -> Callable[[], List[JobRecord]]:
+    """What one refresh shows: one ``list_jobs`` (one squeue, or one ``Jobs.load``). With
+    ``wanted`` ids, only those; one the queue no longer lists is looked up (controller,
+    then accounting) until it is found finished, then remembered: a finished job stays
+    finished, so ``--watch`` asks about it once, not on every refresh."""
+    finished: Dict[int, JobRecord] = {}
+
+    def records() -> List[JobRecord]:
+        found = scheduler.list_jobs(user=user, account=account)
+        if not wanted:
+            return found
+        found = [r for r in found if r.job_id in wanted]
+        for job_id in sorted(wanted - {r.job_id for r in found}):
+            record = finished.get(job_id) or scheduler.get_job(job_id)
+            if record is not None:
+                if record.state.is_finished:
+                    finished[job_id] = record
+                found.append(record)
+        return found
+
+    return records
 
 
 def gather(records: Sequence[JobRecord], tail: Optional[int], index: Optional[LogIndex]) -> List[JobView]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pwd
 import time
 from datetime import datetime
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -38,6 +39,7 @@ from .pyslurm_convert import (
     submit_description_lines,
     submit_kwargs,
 )
+from .pyslurm_listing import name_lookup, select_jobs, uid_of_user
 from .slurmconf import DEFAULT_CONFIG_PATHS
 
 SUPPORTED_PYSLURM_SERIES = "25.11."
@@ -148,10 +150,11 @@ class PyslurmScheduler(Scheduler):
 
     def __init__(self, pyslurm_module: Any = None, *,
                  retry_pauses: Sequence[float] = RETRY_PAUSES_SECONDS,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, passwd: Any = pwd) -> None:
         module = pyslurm_module if pyslurm_module is not None else import_pyslurm()
         check_pyslurm_module(module)
         self._pyslurm = module
+        self._passwd = passwd  # getpwnam/getpwuid: the user filter and owners' names
         self._retry_pauses = tuple(retry_pauses)
         self._sleep = sleep
         error_module = getattr(module, "error", None)
@@ -254,23 +257,22 @@ class PyslurmScheduler(Scheduler):
 
     def list_jobs(self, user: Optional[str] = None, account: Optional[str] = None,
                   include_finished: bool = False) -> List[JobRecord]:
+        # Jobs.load() returns every user's jobs: compare uids (resolved once), convert only
+        # the jobs kept, and ask passwd once per owner (pyslurm_listing).
+        uid = uid_of_user(user, self._passwd.getpwnam) if user else None
+        if user and uid is None:
+            return []  # no such user: squeue -u lists nothing either
         try:
             jobs = self._call("list jobs", self._pyslurm.Jobs.load)
         except ControllerUnreachable:
             raise
         except self._errors as exc:
             raise self._failure("cannot list jobs", exc) from None
-        records = []
-        for job in collection_values(jobs):
-            # Jobs.load() returns every user's jobs: filter here, on the cheap fields first.
-            if user is not None and str(job.user_name or "") != user:
-                continue
-            if account is not None and str(job.account or "") != account:
-                continue
-            record = record_from_job(job)
-            if not include_finished and not record.state.is_active:
-                continue
-            records.append(record)
+        name_of = name_lookup(self._passwd.getpwuid)
+        records = [record_from_job(job, user=str(user) if uid is not None else name_of(job.user_id))
+                   for job in select_jobs(collection_values(jobs), uid, account or None)]
+        if not include_finished:
+            records = [record for record in records if record.state.is_active]
         records.sort(key=lambda r: r.job_id)
         return records
 
@@ -285,11 +287,16 @@ class PyslurmScheduler(Scheduler):
             start_time=int(start_aware.timestamp()),
             end_time=int(end_aware.timestamp()) + 1,
         )
+        rows = self._load_accounting(db_filter, "finished jobs")
+        uid = uid_of_user(user, self._passwd.getpwnam) if user is not None else None
+        if uid is not None:  # compare uids, as list_jobs does
+            rows = select_jobs(rows, uid)
+        elif user is not None:  # a name passwd does not know: pyslurm's str(uid) names
+            rows = [job for job in rows if str(job.user_name or "") == user]
+        name_of = name_lookup(self._passwd.getpwuid)
         records = []
-        for job in self._load_accounting(db_filter, "finished jobs"):
-            if user is not None and str(job.user_name or "") != user:
-                continue
-            record = record_from_db_job(job)
+        for job in rows:
+            record = record_from_db_job(job, user=str(user) if uid is not None else name_of(job.user_id))
             if not record.state.is_finished or record.end_time is None:
                 continue
             if wanted is not None and record.state not in wanted:

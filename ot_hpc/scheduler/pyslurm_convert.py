@@ -168,12 +168,15 @@ def _exit_parts(job: Any, state: JobState) -> Tuple[Optional[int], Optional[int]
     return int_or_none(job.exit_code), int_or_none(job.exit_code_signal)
 
 
-def _record(job: Any, raw_state: str, state: JobState, node_list: Any,
-            elapsed_seconds: Optional[int], time_left_seconds: Optional[int], source: str) -> JobRecord:
-    """What ``pyslurm.Job`` and ``pyslurm.db.Job`` share (the same attribute names)."""
+def _record(job: Any, raw_state: str, state: JobState, node_list: Any, time_limit: Any,
+            elapsed_seconds: Optional[int], time_left_seconds: Optional[int], source: str,
+            user: Optional[str]) -> JobRecord:
+    """What ``pyslurm.Job`` and ``pyslurm.db.Job`` share (the same attribute names).
+    ``user``: the owner's name when the caller knows it (``user_name`` is then not read:
+    it asks the passwd database on every read)."""
     exit_code, exit_signal = _exit_parts(job, state)
     job_id, name, nodes = int(job.id), str(job.name or ""), _nodes(node_list)
-    user = str(job.user_name or "")
+    user = str(job.user_name or "") if user is None else user
     return JobRecord(
         job_id=job_id,
         name=name,
@@ -185,7 +188,7 @@ def _record(job: Any, raw_state: str, state: JobState, node_list: Any,
         account=_text(job.account),
         node_count=int_or_none(job.num_nodes) or 0,
         node_list=nodes,
-        time_limit_minutes=_minutes_or_none(job.time_limit),
+        time_limit_minutes=_minutes_or_none(time_limit),
         elapsed_seconds=elapsed_seconds,
         time_left_seconds=time_left_seconds,
         submit_time=epoch_to_datetime(job.submit_time),
@@ -201,26 +204,35 @@ def _record(job: Any, raw_state: str, state: JobState, node_list: Any,
     )
 
 
-def record_from_job(job: Any) -> JobRecord:
-    """A live ``pyslurm.Job`` (core/job/job.pyx) as a JobRecord."""
+def remaining_seconds(state: JobState, time_limit: Any, run_time: Optional[int]) -> Optional[int]:
+    """``Job.run_time_remaining`` (job.pyx:1343: ``time_limit * 60 - run_time``) from the
+    values already read, instead of reading it: it reads ``time_limit`` twice and computes
+    ``run_time`` again. Only while active (it keeps counting after the end), never < 0."""
+    minutes = _minutes_or_none(time_limit)
+    if not state.is_active or minutes is None or run_time is None:
+        return None
+    return max(0, minutes * 60 - run_time)
+
+
+def record_from_job(job: Any, user: Optional[str] = None) -> JobRecord:
+    """A live ``pyslurm.Job`` (core/job/job.pyx) as a JobRecord; each attribute read at
+    most once (``run_time`` is computed on every read, ``user_name`` looked up). ``user``:
+    the owner's name if known (see :mod:`.pyslurm_listing`), else ``user_name`` is read."""
     raw_state = str(job.state or "")
     state = normalize_state(raw_state)
     elapsed = int_or_none(job.run_time)
-    time_left = None
-    if state.is_active:
-        # run_time_remaining keeps counting after the end; only meaningful while active.
-        remaining = int_or_none(job.run_time_remaining)
-        time_left = max(0, remaining) if remaining is not None else None
-    return _record(job, raw_state, state, job.allocated_nodes,
-                   max(0, elapsed) if elapsed is not None else None, time_left, "controller")
+    elapsed = max(0, elapsed) if elapsed is not None else None
+    time_limit = job.time_limit
+    return _record(job, raw_state, state, job.allocated_nodes, time_limit, elapsed,
+                   remaining_seconds(state, time_limit, elapsed), "controller", user)
 
 
-def record_from_db_job(job: Any) -> JobRecord:
-    """An accounting ``pyslurm.db.Job`` (db/job.pyx) as a JobRecord."""
+def record_from_db_job(job: Any, user: Optional[str] = None) -> JobRecord:
+    """An accounting ``pyslurm.db.Job`` (db/job.pyx) as a JobRecord (``user`` as above)."""
     raw_state = str(job.state or "")
     elapsed = int_or_none(job.elapsed_time)  # None means 0 s (_raw_time)
-    return _record(job, raw_state, normalize_state(raw_state), job.nodelist,
-                   max(0, elapsed) if elapsed is not None else 0, None, "accounting")
+    return _record(job, raw_state, normalize_state(raw_state), job.nodelist, job.time_limit,
+                   max(0, elapsed) if elapsed is not None else 0, None, "accounting", user)
 
 
 def partition_from_pyslurm(part: Any) -> PartitionInfo:
