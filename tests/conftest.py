@@ -7,7 +7,6 @@ missing cluster is an error: CI must never pass by skipping.
 """
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import subprocess
@@ -44,7 +43,9 @@ def slurm_cluster() -> None:
 
 @pytest.fixture(scope="session")
 def current_user() -> str:
-    return getpass.getuser()
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = POLL_SECONDS):

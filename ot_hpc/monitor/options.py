@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import math
 
 from .dirs import EXPERIMENTS_DIR_VAR
@@ -64,7 +63,17 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def current_user() -> str:
-    return getpass.getuser()
+    """Who runs this command, from the uid (never ``$USER``/``$LOGNAME``, which anyone can
+    set: ``getpass.getuser()`` trusts them). A uid without a passwd entry is its number,
+    which Slurm's ``-u`` takes too."""
+    import os
+    import pwd
+
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def write_lines(lines, stream=None) -> None:
