@@ -298,7 +298,8 @@ def schedule(request: SubmissionRequest, scheduler: Scheduler,
     """
     job = request.job
     request = with_snapshots(request, *staging.fetch_and_extract(
-        request.downloads, job.secret_env_file, job.environment.get("HF_ENDPOINT") or None, report))
+        request.downloads, job.secret_env_file, job.environment.get("HF_ENDPOINT") or None, report,
+        job.environment))
     os.makedirs(os.path.dirname(request.log_path_pattern), exist_ok=True)
     write_spec(request.spec_path, request.spec)
     try:

@@ -6,6 +6,7 @@ import pytest
 from ot_hpc.config.discovery import ConfigError, load_config
 from ot_hpc.envfile import parse_env_text
 from ot_hpc.config.merge import format_config
+from ot_hpc.config.secrets import is_secret_name
 from ot_hpc.config.settings import SETTINGS, format_settings_table
 from ot_hpc.clusters import ClusterNotFound
 
@@ -249,7 +250,8 @@ def _all_text(config):
 
 
 @pytest.mark.parametrize("line,field,name", [
-    ("+trainer.wandb_key=${WANDB_API_KEY}", "trainer.wandb_key", "WANDB_API_KEY"),
+    # (an override named like a secret, trainer.wandb_key, is refused outright: see below)
+    ("+trainer.wandb_run=${WANDB_API_KEY}", "trainer.wandb_run", "WANDB_API_KEY"),
     ("trainer.x=a-${HF_TOKEN:-none}", "trainer.x", "HF_TOKEN"),
     ("WANDB_ENTITY=${WANDB_API_KEY}", "WANDB_ENTITY", "WANDB_API_KEY"),
     ("SKYRL_HOME=/x/${HF_TOKEN}", "SKYRL_HOME", "HF_TOKEN"),
@@ -349,3 +351,31 @@ def test_missing_config_lists_the_configs_found(envs):
 def test_shutdown_grace_default_is_below_slurm_killwait():
     setting = next(s for s in SETTINGS if s.key == "SHUTDOWN_GRACE")
     assert setting.default == "15" and "KillWait" in setting.help
+
+
+
+@pytest.mark.parametrize("name", ["DAYTONA_KEY", "GITHUB_PAT", "CLIENT_SECRET", "DB_PASSWORD",
+                                  "DB_PASSWD", "SSH_PASSPHRASE", "GCP_CREDENTIALS", "OPENAI_APIKEY"])
+def test_secret_looking_names_in_a_job_config_are_refused(envs, name):
+    tmp, _, environ = envs
+    (tmp / "job.env").write_text(f"ENV_{name}=value-that-must-not-show\n")
+    config = load(environ, tmp, "job.env")
+    assert [p.field for p in config.problems] == [f"ENV_{name}"]
+    assert "value-that-must-not-show" not in _all_text(config)
+
+
+@pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "DATA_PATH", "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+                                  "KEYBOARD_LAYOUT", "PATTERN"])
+def test_names_that_only_contain_the_words_are_not_secrets(name):
+    assert not is_secret_name(name)
+
+
+def test_not_secret_marks_a_name_as_harmless_in_every_layer(envs):
+    tmp, _, environ = envs
+    (tmp / "job.env").write_text("NOT_SECRET=VLLM_CACHE_KEY, trainer.cache_key\n"
+                                 "ENV_VLLM_CACHE_KEY=abc\n+trainer.cache_key=${VLLM_CACHE_KEY}\n"
+                                 "ENV_OTHER_KEY=refused\n")
+    config = load(environ, tmp, "job.env")
+    assert [p.field for p in config.problems] == ["ENV_OTHER_KEY"]
+    assert config.environment["VLLM_CACHE_KEY"].value == "abc"
+    assert [o.text for o in config.overrides] == ["+trainer.cache_key=abc"]

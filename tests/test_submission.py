@@ -293,8 +293,8 @@ def test_secret_interpolation_never_reaches_spec_or_dry_run(site):
 
     tmp, environ = site
     demo = (REPO / "envs" / "demo.env").read_text()
-    (tmp / "leak.env").write_text(demo + "\n+trainer.wandb_key=${HF_TOKEN}\n")
-    (tmp / "fine.env").write_text(demo + "\n+trainer.wandb_key=${HOME}\n")
+    (tmp / "leak.env").write_text(demo + "\n+trainer.wandb_run=${HF_TOKEN}\n")
+    (tmp / "fine.env").write_text(demo + "\n+trainer.wandb_run=${HOME}\n")
     assert build(site, "fine.env", {"CLUSTER": "local"}).spec  # the same, without a secret
     with pytest.raises(submission.ValidationFailed) as failed:
         build(site, "leak.env", {"CLUSTER": "local"})

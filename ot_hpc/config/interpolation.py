@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Protocol, Set, Tuple
 
 from ..envfile import env_file_keys, interpolate, variable_names
 from .problems import Problem
@@ -24,6 +24,7 @@ class _Layers(Protocol):
     environment: Dict[str, Any]  # name -> Entry
     overrides: List[Any]  # Override, in order
     problems: List[Problem]
+    not_secret: FrozenSet[str]  # NOT_SECRET: names that only look like secrets
 
 
 class _Cycle(Exception):
@@ -47,8 +48,10 @@ class _Resolver:
     secrets. ``raw``: name -> (value, whether it is interpolated)."""
 
     def __init__(self, raw: Mapping[str, Tuple[Optional[str], bool]],
-                 environ: Mapping[str, str], problems: List[Problem]) -> None:
+                 environ: Mapping[str, str], problems: List[Problem],
+                 not_secret: FrozenSet[str] = frozenset()) -> None:
         self.raw = raw
+        self.not_secret = not_secret
         self.environ = environ
         self.problems = problems
         self.cache: Dict[str, Optional[str]] = {}
@@ -60,7 +63,7 @@ class _Resolver:
         self.cache.clear()
 
     def is_secret(self, name: str) -> bool:
-        return is_secret_name(name) or name in self.secret_names
+        return is_secret_name(name, self.not_secret) or name in self.secret_names
 
     def value_of(self, name: str, chain: Tuple[str, ...]) -> Optional[str]:
         if self.is_secret(name):
@@ -130,7 +133,7 @@ def resolve_interpolations(builder: _Layers, environ: Mapping[str, str],
             raw[key] = (entry.value, entry.interpolate)
     for override in builder.overrides:
         raw[override.key] = (override.value, override.from_file)
-    resolver = _Resolver(raw, environ, builder.problems)
+    resolver = _Resolver(raw, environ, builder.problems, builder.not_secret)
     path_entry = builder.settings.get("SECRET_ENV_PATH")
     if path_entry is not None:
         path = resolver.finish("SECRET_ENV_PATH", path_entry.value, path_entry.source,

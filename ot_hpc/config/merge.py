@@ -28,13 +28,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..clusters import Cluster
 from ..envfile import EnvFile
 from .interpolation import resolve_interpolations
 from .problems import Problem, secret_override_problem
-from .secrets import is_secret_name, is_secret_override_key
+from .secrets import is_secret_name, is_secret_override_key, not_secret_names
 from .settings import ENV_PREFIX_EXPLICIT, ENV_PREFIXES, SETTINGS, SETTINGS_BY_KEY
 
 _OVERRIDE_KEY = re.compile(r"^(\+\+|\+|~)?([A-Za-z_][\w-]*(?:\.[\w-]+)+)$")
@@ -152,6 +152,7 @@ class _Builder:
         self.override_index: Dict[str, int] = {}
         self.override_layer: Dict[str, str] = {}
         self.problems: List[Problem] = []
+        self.not_secret: FrozenSet[str] = frozenset()  # NOT_SECRET, from every layer
 
     def set_setting(self, entry: Entry) -> None:
         self.settings[entry.key] = entry
@@ -203,7 +204,7 @@ def _apply_file(builder: _Builder, env: EnvFile, kind: str, cwd: Optional[str]) 
                     source))
                 continue
             prefix, okey, value = parsed
-            if is_secret_override_key(okey):
+            if is_secret_override_key(okey, builder.not_secret):
                 builder.problems.append(secret_override_problem(key, source))
                 continue
             builder.add_override(Override(prefix, okey, value, source, from_file=True),
@@ -217,7 +218,7 @@ def _apply_file(builder: _Builder, env: EnvFile, kind: str, cwd: Optional[str]) 
                 key, raw, "is not a valid environment variable name",
                 "use letters, digits and '_'", source))
             continue
-        if is_secret_name(name):
+        if is_secret_name(name, builder.not_secret):
             builder.problems.append(Problem(
                 key, "<hidden>", f"looks like a secret and must not be in {shown}",
                 "move it to the secret env file named by SECRET_ENV_PATH (the runner reads "
@@ -258,6 +259,9 @@ def merge(
     """Merge every layer into one :class:`MergedConfig` (reading problems included)."""
     env = os.environ if environ is None else environ
     builder = _Builder()
+    builder.not_secret = not_secret_names(" ".join(
+        (first_pass_value(site_env, "NOT_SECRET") or "", first_pass_value(job_config, "NOT_SECRET") or "",
+         cli_settings.get("NOT_SECRET") or "")))
     for setting in SETTINGS:
         if setting.cluster_field:
             builder.set_setting(Entry(setting.key, cluster_value(cluster, setting.cluster_field),
@@ -286,7 +290,7 @@ def merge(
                 "write -S section.key=value (or +section.key=value for a new key)", f"-S #{index}"))
             continue
         prefix, key, value = parsed
-        if is_secret_override_key(key):
+        if is_secret_override_key(key, builder.not_secret):
             builder.problems.append(secret_override_problem(
                 f"{prefix}{key}", f"-S {text.split('=')[0]}"))
             continue

@@ -104,6 +104,10 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("SECRET_ENV_PATH", "--secret-env", "path", "secret env file (HF_TOKEN, "
             "WANDB_API_KEY, ...), read by the runner on the compute node only",
             group="environment"),
+    Setting("NOT_SECRET", "--not-secret", "str", "names that look like secrets (*_TOKEN, "
+            "*_KEY, *_PAT, *_SECRET, *_PASSWORD ...) but are not, comma-separated, e.g. "
+            "NOT_SECRET=VLLM_CACHE_KEY: they may then be set in a site env file or job config",
+            group="environment"),
     Setting("ENV_ACTIVATE", "--env-activate", "path", "script the runner sources first "
             "(a venv's bin/activate or conda's etc/profile.d/conda.sh)", group="environment"),
     Setting("CONDA_ENV", "--conda-env", "str", "conda environment (name or path) to "

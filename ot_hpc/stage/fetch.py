@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sys
 from contextlib import suppress
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from ..envfile import read_env_file
+from ..envfile import env_file_values
 from ..hftoken import token_from
 from .errors import EXIT_INPUT, EXIT_NETWORK, StageError
 from .plan import Download, describe
@@ -135,16 +135,20 @@ def fetch(
     return result
 
 
-def read_hf_token(secret_env_path: Optional[str]) -> Optional[str]:
+def read_hf_token(secret_env_path: Optional[str],
+                  environment: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """The HF token from the secret env file, read here and handed to huggingface_hub only
-    (login side). Raises :class:`~ot_hpc.stage.errors.StageError` (exit 2) when the file
-    cannot be read."""
+    (login side), parsed exactly as the runner parses it (:func:`ot_hpc.envfile.env_file_values`,
+    ``${VAR}`` against ``environment``: the job's variables). Raises
+    :class:`~ot_hpc.stage.errors.StageError` (exit 2) when the file cannot be read or parsed."""
     if not secret_env_path:
         return None
     try:
-        bindings = read_env_file(secret_env_path).bindings
+        values = env_file_values(secret_env_path, environment or {})
     except (OSError, UnicodeDecodeError) as exc:
         raise StageError(
             f"SECRET_ENV_PATH={secret_env_path}: cannot be read for HF_TOKEN ({type(exc).__name__}); "
             "fix its permissions", EXIT_INPUT) from None
-    return token_from({key: value for key, value, _line in bindings if value})
+    except ValueError as exc:
+        raise StageError(f"SECRET_ENV_PATH: {exc}", EXIT_INPUT) from None
+    return token_from(values)

@@ -26,18 +26,20 @@ HarborPlan = Dict[Download, Tuple[Tuple[str, str], ...]]  # per dataset, (parque
 
 
 def fetch_and_extract(downloads: Sequence[Download], secret_env_file: Optional[str],
-                      endpoint: Optional[str] = None,
-                      report: Report = None) -> Tuple[Snapshots, Replacements]:
+                      endpoint: Optional[str] = None, report: Report = None,
+                      environment: Optional[Mapping[str, str]] = None,
+                      ) -> Tuple[Snapshots, Replacements]:
     """Fetch the planned downloads, then extract the Harbor task parquets of the datasets;
     return (snapshot per download, extracted directories per Harbor dataset).
 
     The token is the HF token of the secret env file (``secret_env_file``), read here and
-    passed to huggingface_hub only; ``endpoint`` is the job environment's HF_ENDPOINT (None:
+    passed to huggingface_hub only (``${VAR}`` in it against ``environment``, the job's
+    variables, as the runner reads it); ``endpoint`` is the job environment's HF_ENDPOINT (None:
     the library's default). Nothing planned: nothing read, nothing done. Raises
     :class:`~ot_hpc.stage.errors.StageError` (one line)."""
     if not downloads:
         return {}, {}
-    snapshots = fetch(downloads, token=read_hf_token(secret_env_file), endpoint=endpoint,
+    snapshots = fetch(downloads, token=read_hf_token(secret_env_file, environment), endpoint=endpoint,
                       report=report)
     return snapshots, extract_harbor(downloads, snapshots, report)
 

@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any, List, Mapping, Optional
 
-from ..envfile import env_file_keys
+from ..envfile import read_env_file
 from .fields import Context, Fields, Section, group_or_other_readable, unwritable_ancestor
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -45,10 +45,17 @@ def _secret_keys(fields: Fields, secret_path: Optional[str]) -> Optional[List[st
         fields.warnings.append(
             f"SECRET_ENV_PATH={secret_path} is readable by group or others: chmod 600 {secret_path}")
     try:
-        return env_file_keys(secret_path)
+        secret_file = read_env_file(secret_path)
     except (OSError, UnicodeDecodeError) as exc:
         fields.problem("SECRET_ENV_PATH", f"cannot be read ({exc})", "fix its permissions")
         return None
+    if secret_file.errors:  # the runner would stop on it: say so now (never the line's text)
+        line = secret_file.errors[0][0]
+        fields.problem("SECRET_ENV_PATH", f"line {line} of {secret_path} cannot be parsed (not "
+                       "shown: it may hold a secret)", "write KEY=value, quoting values with "
+                       "spaces or '#'")
+        return None
+    return [key for key, _value, _line in secret_file.bindings]
 
 
 def _experiments_dir(fields: Fields) -> Optional[str]:
