@@ -11,6 +11,11 @@ like SkyRL's own ``trainer.*`` overrides):
   and from the driver; ``demo.fetch_attempts=N`` retries (default 1, 0.5 s apart)
 - ``demo.wait_for_file=PATH``: then wait until PATH exists and fetch again (tests kill
   the tunnel in between)
+- ``demo.skyrl_progress=skyrl-train|skyrl``: print that SkyRL line's training progress
+  (tqdm bar, ``Step N:`` metrics dicts; :mod:`ot_hpc.demo_progress`) for
+  ``demo.progress_steps`` steps (default 4) of ``demo.progress_total`` (default: as many),
+  ``demo.progress_delay`` s each (default 0.3); ``demo.progress_in_ray=true`` prints it from
+  a Ray task, as SkyRL does (done before ``demo.wait_for_file``)
 - ``demo.sleep_seconds=S``: then sleep
 - ``demo.print_env=A,B``: print those variables (the job log must show secrets redacted)
 - ``demo.export_dir=PATH``: write a tiny fake SkyRL HF export at the end,
@@ -111,6 +116,22 @@ def export_fake_model(export: str, step: int) -> None:
     say(f"exported a fake HF model to {policy}")
 
 
+def show_progress(ray, line: str, demo: Dict[str, str]) -> None:
+    """SkyRL-shaped progress output (in a Ray task when ``ray`` is given)."""
+    from ot_hpc import demo_progress
+
+    if line not in demo_progress.LINES:
+        raise SystemExit(f"demo_trainer: demo.skyrl_progress must be one of {', '.join(demo_progress.LINES)}")
+    steps = int(demo.get("progress_steps", "4"))
+    total = int(demo.get("progress_total", "0")) or None
+    delay = float(demo.get("progress_delay", "0.3"))
+    say(f"printing {line}'s progress for {steps} step(s)" + (" from a Ray task" if ray else ""))
+    if ray is not None:
+        demo_progress.run_in_ray(ray, line, steps, total, delay)
+    else:
+        demo_progress.run(line, steps, total, delay)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     opts = parse_overrides(list(sys.argv[1:] if argv is None else argv))
     demo = {k[len("demo."):]: v for k, v in opts.items() if k.startswith("demo.")}
@@ -132,7 +153,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     address = os.environ.get("RAY_ADDRESS")
     started = time.monotonic()
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    progress_line = demo.get("skyrl_progress")
+    in_ray = demo.get("progress_in_ray", "false").lower() == "true"
+    ray.init(address=address, logging_level="ERROR", log_to_driver=bool(progress_line and in_ray))
     say(f"connected to Ray at {address} in {time.monotonic() - started:.2f} s")
     problem = check_nodes(ray)
     if problem:
@@ -162,6 +185,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         say(f"task ran on {ip} ({host})" + (f"; fetched {url} through the proxy: {body}" if url else ""))
     if url:
         say(f"fetch 1 ok from the driver: {fetch_with_retries(url, proxy, attempts)}")
+    if progress_line:
+        show_progress(ray if in_ray else None, progress_line, demo)
     marker = demo.get("wait_for_file")
     if marker:
         say(f"waiting for {marker}")
