@@ -34,6 +34,12 @@ class RunState:
     # Runner extras for humans and tests: "ports" (first-last), "nodes" {name: ip},
     # "tunnel_pid", "marker". Keys may be added; readers must not require any.
     details: Mapping[str, Any] = field(default_factory=dict)
+    # SkyRL's training progress read from the trainer's output (runner/progress.py), None
+    # until some is seen: "step", "total", "elapsed_seconds", "seconds_per_step",
+    # "eta_seconds" (tqdm's bar), "metrics_step", "metrics" {"reward"/"loss"/"eval": number},
+    # "metric_keys" {name: SkyRL's key}, "rewards" [[step, reward], ...] (the last 60),
+    # "updated_at". Any may be null; readers check every type (monitor/progress.py).
+    progress: Optional[Mapping[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)

@@ -33,6 +33,7 @@ from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_SIGNAL_BASE, 
 from .jobenv import JobEnvironment, NotInSlurmJob
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
+from .progress_report import ProgressReport
 from .statefile import StateFile
 from .ray_cluster import RayCluster, Stopped, node_address, nodes_share_host, parse_ray_resources
 from .trainer import Trainer
@@ -241,7 +242,7 @@ class Runner:
         cwd = self.spec.trainer_working_dir
         self.log.line("training", "running " + " ".join(argv[:3]) + (f" + {len(argv) - 3} override(s)" if len(argv) > 3 else "")
                       + (f" in {cwd}" if cwd else ""))
-        self.trainer = Trainer(argv, env, self.log.sink("trainer"), cwd=cwd)
+        self.trainer = Trainer(argv, env, self.log.sink("trainer"), cwd=cwd, observer=ProgressReport(self.state))
         self.trainer.start()
         self.state.update(details={"trainer_pid": self.trainer.pid})
         code = self.trainer.wait(self.stop_event, tick=self._training_tick)

@@ -1,14 +1,16 @@
 """Phase 4: the trainer (``<python> -m <entrypoint> <overrides...>``), as an argv list.
 
 Run in its own session with ``RAY_ADDRESS`` set; stdout and stderr go line by line into
-the job log (redacted); its exit code becomes the job's. :meth:`Trainer.stop` is
-graceful: SIGTERM to its process group, SIGKILL after the grace period.
+the job log (redacted), then to an optional ``observer`` (``feed(text)``, ``flush(final)``:
+the progress report, :mod:`.progress_report`), flushed while waiting and at the end; its
+exit code becomes the job's. :meth:`Trainer.stop` is graceful: SIGTERM to its process
+group, SIGKILL after the grace period.
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, List, Mapping, Optional
+from typing import Callable, List, Mapping, Optional, Protocol
 
 from . import shutdown
 
@@ -20,13 +22,20 @@ def exit_status(raw: Optional[int]) -> Optional[int]:
     return 128 - raw if raw < 0 else raw
 
 
+class OutputObserver(Protocol):
+    def feed(self, text: str) -> None: ...
+
+    def flush(self, final: bool = False) -> None: ...
+
+
 class Trainer:
     def __init__(self, argv: List[str], env: Mapping[str, str], sink: Callable[[str], None],
-                 cwd: Optional[str] = None) -> None:
+                 cwd: Optional[str] = None, observer: Optional[OutputObserver] = None) -> None:
         self.argv = list(argv)
         self.env = dict(env)
         self.sink = sink
         self.cwd = cwd
+        self.observer = observer
         self.process = None
         self.started_at: Optional[float] = None
 
@@ -40,9 +49,18 @@ class Trainer:
         self.started_at = time.monotonic()
         self.process = sh.Command(self.argv[0])(
             *self.argv[1:], _bg=True, _bg_exc=False, _new_session=True, _tty_out=False,
-            _env=self.env, _cwd=self.cwd, _out=self.sink, _err_to_out=True,
+            _env=self.env, _cwd=self.cwd, _out=self.sink if self.observer is None else self._output,
+            _err_to_out=True,
             _ok_code=list(range(256)), _decode_errors="replace",
         )
+
+    def _output(self, chunk: str) -> None:
+        self.sink(chunk)
+        self.observer.feed(chunk)  # returns None: sh keeps calling (a true value would stop it)
+
+    def _flush(self, final: bool = False) -> None:
+        if self.observer is not None:
+            self.observer.flush(final)
 
     def running(self) -> bool:
         return self.process is not None and self.process.is_alive()
@@ -55,6 +73,7 @@ class Trainer:
                 return None
             if tick is not None:
                 tick()
+            self._flush()
         return self.exit_code()
 
     def exit_code(self) -> Optional[int]:
@@ -64,6 +83,7 @@ class Trainer:
             self.process.wait()
         except Exception:
             pass
+        self._flush(final=True)
         try:
             return exit_status(self.process.process.exit_code)
         except Exception:
@@ -74,6 +94,7 @@ class Trainer:
         if self.process is None:
             return None
         pgid = self.process.pid
+        self._flush()
         if shutdown.stop_group(pgid, grace):
             return None
         return f"trainer did not stop within {grace:g} s of SIGTERM: killed"
