@@ -10,13 +10,14 @@ from ..monitor.dirs import experiments_dirs, logs_dirs
 from ..monitor.logs import LogIndex
 from ..monitor.status import (MIN_WATCH_SECONDS, gather, height_of, job_records, json_document,
                               render_lines, watch)
-from ..monitor.table import terminal_width, use_colour
+from ..monitor.table import takes_unicode, terminal_width, use_colour
 from ..scheduler import Scheduler, SchedulerError
 from .common import EXIT_OK, UsageError, make_parser, run_main, scheduler_from_args
 
 DESCRIPTION = (
     "Your jobs in the queue now: id, name, state, elapsed and time left, nodes, partition; "
-    "for pending jobs why they wait, for running jobs the runner's phase and the log path."
+    "for pending jobs why they wait, for running jobs the runner's phase, the log path and "
+    "how far training is (step, rate, ETA, reward)."
 )
 
 
@@ -64,14 +65,14 @@ def body(argv: Optional[List[str]] = None, scheduler: Optional[Scheduler] = None
     if args.json:
         options.write_json(json_document(views(), user, args.account, bool(args.tail)), stream)
         return EXIT_OK
-    width, colour = terminal_width(stream), use_colour(stream)
+    width, colour, unicode = terminal_width(stream), use_colour(stream), takes_unicode(stream)
     if args.watch is None:
-        options.write_lines(render_lines(views(), who, width, colour, show_user), stream)
+        options.write_lines(render_lines(views(), who, width, colour, show_user, unicode), stream)
         return EXIT_OK
 
     def frame() -> List[str]:
         try:
-            return render_lines(views(), who, terminal_width(stream), colour, show_user)
+            return render_lines(views(), who, terminal_width(stream), colour, show_user, unicode)
         except SchedulerError as exc:
             return [f"error: {exc} (trying again)"]
 

@@ -13,6 +13,7 @@ from typing import IO, AbstractSet, Any, Callable, Dict, List, Optional, Sequenc
 from ..scheduler.base import JobRecord, JobState, Scheduler
 from .logs import LogIndex, find_log, state_path_for, tail_lines
 from .pending import PendingReason, explain_pending
+from .progress import progress_line, read_progress
 from .records import format_elapsed, format_left, format_nodes, state_text, status_sort_key
 from .table import Column, fit, render_table, state_colour
 
@@ -31,6 +32,7 @@ class JobView:
     pending: Optional[PendingReason] = None  # pending jobs only
     phase: Optional[str] = None  # the runner's phase (describe_phase), running jobs only
     run_state: Optional[Dict[str, Any]] = None  # the whole run-state file, for --json
+    progress: Optional[Dict[str, Any]] = None  # SkyRL's training progress (read_progress)
     log_path: Optional[str] = None
     tail: Tuple[str, ...] = ()
     tail_problem: Optional[str] = None
@@ -77,13 +79,14 @@ def gather(records: Sequence[JobRecord], tail: Optional[int], index: Optional[Lo
             views.append(JobView(record, pending=explain_pending(record.reason)))
             continue
         log_path = find_log(record.job_id, record.stdout_path, index) or record.stdout_path
-        phase = run_state = None
+        phase = run_state = progress = None
         if log_path and record.state in _RUNNING_LIKE:
             state = _read_run_state(log_path, record)
             if state is not None:
                 from ..runstate import describe_phase
 
                 phase, run_state = describe_phase(state), state.to_dict()
+                progress = read_progress(state.progress)
         lines: Tuple[str, ...] = ()
         problem = None
         if tail and log_path:
@@ -91,8 +94,8 @@ def gather(records: Sequence[JobRecord], tail: Optional[int], index: Optional[Lo
                 lines = tuple(tail_lines(log_path, tail))
             except OSError as exc:
                 problem = f"cannot read the log: {exc.strerror or exc}"
-        views.append(JobView(record, phase=phase, run_state=run_state, log_path=log_path,
-                             tail=lines, tail_problem=problem))
+        views.append(JobView(record, phase=phase, run_state=run_state, progress=progress,
+                             log_path=log_path, tail=lines, tail_problem=problem))
     return views
 
 
@@ -111,8 +114,9 @@ def _columns(show_user: bool) -> Tuple[Column, ...]:
     return tuple(columns)
 
 
-def detail_lines(view: JobView, width: int) -> List[str]:
-    """The indented lines under a job: why it waits, or what it does and where it logs."""
+def detail_lines(view: JobView, width: int, unicode: bool = True) -> List[str]:
+    """The indented lines under a job: why it waits, or what it does, where it logs and how
+    far training is (with a sparkline of the rewards when the output takes ``unicode``)."""
     room = width - len(DETAIL_INDENT)
     lines = []
     if view.pending is not None:
@@ -128,6 +132,8 @@ def detail_lines(view: JobView, width: int) -> List[str]:
             lines.append(DETAIL_INDENT + fit(phase, room))
         if log:  # a path keeps its end: the file name is what tells logs apart
             lines.append(DETAIL_INDENT + "log: " + fit(view.log_path or "", room - 5, cut_left=True))
+    if view.progress:
+        lines.append(DETAIL_INDENT + progress_line(view.progress, room, with_sparkline=unicode))
     if view.tail_problem:
         lines.append(TAIL_INDENT + fit(f"({view.tail_problem})", width - len(TAIL_INDENT)))
     lines.extend(TAIL_INDENT + fit(text, width - len(TAIL_INDENT)) for text in view.tail)
@@ -147,7 +153,7 @@ def summary(views: Sequence[JobView], who: str) -> str:
 
 
 def render_lines(views: Sequence[JobView], who: str, width: int, colour: bool,
-                 show_user: bool = False) -> List[str]:
+                 show_user: bool = False, unicode: bool = True) -> List[str]:
     if not views:
         return [f"No jobs of {who} in the queue."]
     rows = []
@@ -164,7 +170,7 @@ def render_lines(views: Sequence[JobView], who: str, width: int, colour: bool,
     lines = [fit(summary(views, who), width), table[0]]
     for view, line in zip(views, table[1:]):
         lines.append(line)
-        lines.extend(detail_lines(view, width))
+        lines.extend(detail_lines(view, width, unicode))
     return lines
 
 
@@ -176,6 +182,7 @@ def json_document(views: Sequence[JobView], user: Optional[str], account: Option
         item["pending_reason"] = view.pending.to_dict() if view.pending else None
         item["phase"] = view.phase
         item["run_state"] = view.run_state
+        item["progress"] = view.progress
         item["log_path"] = view.log_path
         if with_tail:
             item["tail"] = list(view.tail)

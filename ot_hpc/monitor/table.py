@@ -45,6 +45,18 @@ def use_colour(stream: IO[str], environ: Optional[Mapping[str, str]] = None) -> 
         return False
 
 
+def takes_unicode(stream: IO[str], sample: str = "▁█") -> bool:
+    """Whether ``stream`` can print ``sample`` (a StringIO, with no encoding, can)."""
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return True
+    try:
+        sample.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
 def paint(text: str, colour: Optional[str], enabled: bool) -> str:
     if not enabled or not colour or colour not in _ANSI or not text:
         return text
