@@ -32,7 +32,7 @@
 #   - every mount is undone on exit (trap), also after a failure or Ctrl-C.
 #
 # Settings: OT_LANE_ROOT, OT_LANE_NETNS, OT_LANE_MIRROR, OT_LANE_SECURITY_MIRROR,
-# OT_LANE_MAX_AGE_DAYS; OT_LANE_SUITE (default trixie; bookworm runs the Debian 12 suite the
+# OT_LANE_MAX_AGE_DAYS, OT_LANE_FRESH=1 (`run` rebuilds the chroot first, as CI does); OT_LANE_SUITE (default trixie; bookworm runs the Debian 12 suite the
 # same isolated way, e.g. to time it next to a running host cluster).
 set -euo pipefail
 
@@ -426,13 +426,13 @@ chroot_env() {
 in_chroot() {
     local env=()
     mapfile -t env < <(chroot_env)
-    (enter_cgroups; cd /; exec unshare --cgroup chroot "$ROOT" "${env[@]}" "$@")
+    (enter_cgroups; cd /; exec 9>&-; exec unshare --cgroup chroot "$ROOT" "${env[@]}" "$@")
 }
 # in_lane CMD...: in the chroot AND the lane's network namespace (services, tests).
 in_lane() {
     local env=()
     mapfile -t env < <(chroot_env)
-    (enter_cgroups; cd /; exec unshare --cgroup ip netns exec "$NETNS" chroot "$ROOT" "${env[@]}" "$@")
+    (enter_cgroups; cd /; exec 9>&-; exec unshare --cgroup ip netns exec "$NETNS" chroot "$ROOT" "${env[@]}" "$@")
 }
 
 lane_pids() {  # processes the lane started: in its cgroups, its netns, or its chroot
@@ -514,7 +514,8 @@ cmd_run() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     find_mirrors
-    ensure_chroot
+    lane_down  # whatever an interrupted earlier run left behind
+    if [[ ${OT_LANE_FRESH:-} == 1 ]]; then build_chroot; else ensure_chroot; fi
     lane_mount
     sync_host_files
     copy_repo
@@ -564,16 +565,16 @@ cmd_shell() {
     ensure_host_tools
     take_lock 0
     find_mirrors
-    ensure_chroot
     trap on_exit EXIT
+    lane_down
+    ensure_chroot
     lane_mount
     sync_host_files
-    [[ -d $ROOT$WORK ]] || copy_repo
+    copy_repo
+    in_chroot bash -c "cd $WORK && bash tools/dev.sh install" || warn "'bash tools/dev.sh install' failed in the chroot"
     netns_up
     say "shell in the lane (network namespace $NETNS; repo copy at $WORK; exit stops all it started)"
-    local env=()
-    mapfile -t env < <(chroot_env)
-    (enter_cgroups; cd /; exec unshare --cgroup ip netns exec "$NETNS" chroot "$ROOT" "${env[@]}" bash -l -c "cd $WORK 2>/dev/null; exec bash -i") || true
+    in_lane bash -l -c "cd $WORK 2>/dev/null; exec bash -i" || true
 }
 
 cmd_stop() {
