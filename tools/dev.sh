@@ -4,6 +4,8 @@
 #   bash tools/dev.sh demo    set up, then submit the demo job to the local cluster and wait
 #   bash tools/dev.sh test    set up, then run the test suite (extra args go to pytest)
 #   bash tools/dev.sh setup   only set up: packages, venv, local Slurm cluster, local sshd
+#   bash tools/dev.sh install only install: Debian packages and the venv; starts nothing
+#                             (needs the network; `setup`/`test` afterwards do not)
 #   bash tools/dev.sh stop    stop the local sshd and the local Slurm cluster
 #
 # Set-up is idempotent and runs as root (Debian 12 or 13): Debian's Slurm packages and a
@@ -39,6 +41,15 @@ ensure_venv() {
     fi
 }
 
+# Packages and venv only (no daemon, no port): what needs the package registries.
+install() {
+    bash "$REPO/tools/local-cluster.sh" install
+    if [[ -f $REPO/tools/local-login-sshd.sh ]]; then
+        bash "$REPO/tools/local-login-sshd.sh" install
+    fi
+    ensure_venv
+}
+
 setup() {
     bash "$REPO/tools/local-cluster.sh" start
     if [[ -f $REPO/tools/local-login-sshd.sh ]]; then
@@ -48,6 +59,9 @@ setup() {
 }
 
 case ${1:-} in
+    install)
+        install
+        ;;
     setup)
         setup
         ;;
@@ -71,7 +85,7 @@ case ${1:-} in
         bash "$REPO/tools/local-cluster.sh" stop
         ;;
     *)
-        echo "usage: bash tools/dev.sh demo|test|setup|stop" >&2
+        echo "usage: bash tools/dev.sh demo|test|setup|install|stop" >&2
         exit 2
         ;;
 esac

@@ -2,7 +2,7 @@
 # tools/local-cluster.sh -- a real, single-machine Slurm cluster for trying ot-hpc.
 #
 # Usage (as root, on Debian 12 / Slurm 22.05 or Debian 13 / Slurm 24.11):
-#     bash tools/local-cluster.sh start|stop|status|restart
+#     bash tools/local-cluster.sh start|stop|status|restart|install
 #
 # `start` installs Debian's packages if needed (slurmctld, slurmd, slurmdbd,
 # munge, mariadb-server, ...), writes /etc/slurm/{slurm,slurmdbd,gres,cgroup}.conf
@@ -761,12 +761,16 @@ cmd_stop() {
 }
 
 case "${1:-}" in
+    install) # only the Debian packages; starts nothing
+        [[ $EUID -eq 0 ]] || die "must run as root (try: sudo bash $0 install)"
+        install_packages
+        ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     restart) cmd_stop && cmd_start ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 start|stop|status|restart   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4)" >&2
+        echo "usage: $0 start|stop|status|restart|install   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4)" >&2
         exit 2
         ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/local-login-sshd.sh -- an sshd playing the local cluster's "login node".
 #
-# Usage (as root):  bash tools/local-login-sshd.sh start|stop|status
+# Usage (as root):  bash tools/local-login-sshd.sh start|stop|status|install
 #
 # Jobs on the local Slurm cluster (tools/local-cluster.sh) open their SSH SOCKS tunnel
 # to this sshd, exactly as JSC jobs do to a login node. `start` installs Debian's
@@ -151,8 +151,9 @@ status() {
 }
 
 case ${1:-} in
+    install) [[ $(id -u) == 0 ]] || die "run as root"; install_server ;;  # the package only
     start) start ;;
     stop) stop ;;
     status) status ;;
-    *) echo "usage: bash tools/local-login-sshd.sh start|stop|status" >&2; exit 2 ;;
+    *) echo "usage: bash tools/local-login-sshd.sh start|stop|status|install" >&2; exit 2 ;;
 esac
