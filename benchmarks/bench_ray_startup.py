@@ -111,6 +111,17 @@ def bash_recipe(recipe: str, job_tag: str, nodes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def other_nodes(nodes: int) -> tuple:
+    """Every node but n1..nN: the recipes start Ray on exactly those (srun -w nK), so the
+    allocation must be them, also while other jobs hold some nodes."""
+    import subprocess
+
+    listed = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True,
+                            timeout=30, check=True).stdout.split()
+    wanted = {f"n{i + 1}" for i in range(nodes)}
+    return tuple(sorted(set(listed) - wanted))
+
+
 def wait_job(scheduler, job_id: int, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -136,7 +147,7 @@ def run_recipe(recipe: str, nodes: int, workdir: str) -> float:
     if recipe.startswith("runner"):
         extra = {"OT_HPC_NODE_AGENT_FORK": "0"} if recipe == "runner-nofork" else {}
         spec = JobSpec(job_name=f"runnertest-bench-{nodes}", cluster="local", num_nodes=nodes,
-                       experiments_dir=workdir, python=PY, entrypoint_module="ot_hpc.demo_trainer",
+                       experiments_dir=workdir, trainer_python=PY, entrypoint_module="ot_hpc.demo_trainer",
                        needs_tunnel=False, environment={"PYTHONPATH": REPO, **extra},
                        shutdown_grace_seconds=3)
         spec_path = os.path.join(workdir, f"spec-{tag}.json")
@@ -146,7 +157,8 @@ def run_recipe(recipe: str, nodes: int, workdir: str) -> float:
         script = bash_recipe(recipe, tag, nodes)
     job_id = scheduler.submit(JobRequest(
         script=script, name=f"runnertest-bench-{recipe}", nodes=nodes, time_limit_minutes=5,
-        environment=env, cpus_per_task=1, output_path=log, working_directory=workdir))
+        environment=env, cpus_per_task=1, output_path=log, working_directory=workdir,
+        exclude_nodes=other_nodes(nodes)))
     wait_job(scheduler, job_id)
     text = open(log).read()
     t0 = float(re.search(r"^T0 (\S+)", text, re.M).group(1))

@@ -59,6 +59,7 @@ net_ns_of() { echo "ot-$1"; }  # node nK -> namespace ot-nK
 net_ns_path() { echo "/run/netns/$1"; }
 
 # The addresses of the chosen mode (slurm.conf uses NET_CTLD_ADDR, NET_DBD_HOST, NET_NODE_ADDR).
+# shellcheck disable=SC2034  # NET_DBD_HOST, NET_NODE_ADDR: read by local-cluster.sh
 net_set_addresses() {
     local i list=()
     if [[ $NET_MODE == separate ]]; then
@@ -100,18 +101,32 @@ net_choose_mode() {
     if [[ $want == auto ]]; then
         NET_MODE=$(net_env_value OT_LOCAL_NETWORK)
         if [[ $NET_MODE == separate || $NET_MODE == loopback ]]; then
-            NET_WHY="the mode this cluster was started in ($NET_ENV; 'restart' with OT_LOCAL_NETWORK=... changes it)"
+            NET_WHY="the mode this cluster was started in ($NET_ENV); OT_LOCAL_NETWORK=... restart changes it"
         elif declare -F our_pid >/dev/null && our_pid slurmctld >/dev/null; then
-            NET_MODE=loopback NET_WHY="the running cluster was started without separate hosts ('restart' switches)"
+            NET_MODE=loopback NET_WHY="the running cluster was started without separate hosts; OT_LOCAL_NETWORK=separate restart switches"
         elif why=$(net_cannot_separate) && [[ -n $why ]]; then
             NET_MODE=loopback NET_WHY="network namespaces cannot be created here: $why"
         else
             NET_MODE=separate NET_WHY="network namespaces work here"
         fi
-    elif [[ $want == separate ]] && why=$(net_cannot_separate) && [[ -n $why ]]; then
-        die "OT_LOCAL_NETWORK=separate, but $why (use OT_LOCAL_NETWORK=loopback)"
+    else
+        net_refuse_other_running_mode "$want"
+        if [[ $want == separate ]] && why=$(net_cannot_separate) && [[ -n $why ]]; then
+            die "OT_LOCAL_NETWORK=separate, but $why (use OT_LOCAL_NETWORK=loopback)"
+        fi
     fi
     net_set_addresses
+}
+
+# An explicit mode never silently meets a running cluster of the other mode.
+net_refuse_other_running_mode() {
+    local running
+    running=$(net_env_value OT_LOCAL_NETWORK)
+    [[ -z $running && -n $(net_our_namespaces) ]] && running=separate
+    [[ -n $running ]] || running=loopback
+    if [[ $running != "$1" ]] && declare -F our_pid >/dev/null && our_pid slurmctld >/dev/null; then
+        die "the cluster is running with OT_LOCAL_NETWORK=$running; switch with: OT_LOCAL_NETWORK=$1 bash $0 restart"
+    fi
 }
 
 net_env_value() {  # a value from $NET_ENV (nothing when it or the key is missing)
