@@ -111,12 +111,12 @@ CONF
 
 start() {
     [[ $(id -u) == 0 ]] || die "run as root"
-    if running && grep -qx "ListenAddress $LISTEN" "$CONFIG"; then
+    if running && grep -qx "ListenAddress $LISTEN" "$CONFIG" && answers; then
         write_known_hosts
         say "already running (pid $(read_pid)) on $LISTEN:$PORT"
         return 0
     fi
-    running && stop  # ours, but listening where the other network mode had it
+    running && stop  # ours, but not answering where this network mode wants it
     if [[ $NET_MODE == separate && ! -e $(net_ns_path "$NET_LOGIN") ]]; then
         die "the login node's namespace $NET_LOGIN does not exist: start the local cluster first (bash tools/local-cluster.sh start)"
     fi

@@ -294,6 +294,19 @@ net_stop_internet() {
     rm -f "$NET_RUN_DIR/internet.pid"
 }
 
+# Slurmds that run in a namespace which is no longer ours (something deleted and a start
+# re-created it): they cannot reach anything. Warn; a restart fixes it.
+net_check_daemons() {
+    local i pid ns
+    [[ $NET_MODE == separate ]] && declare -F our_pid >/dev/null || return 0
+    for ((i = 1; i <= NODES; i++)); do
+        ns=$(net_ns_of "n$i")
+        pid=$(our_pid "slurmd.n$i") || continue
+        [[ $(stat -L -c %i "/proc/$pid/ns/net" 2>/dev/null) == $(stat -L -c %i "$(net_ns_path "$ns")" 2>/dev/null) ]] ||
+            warn "slurmd.n$i (pid $pid) is not in namespace $ns (it was deleted behind our back?): run '$0 restart'"
+    done
+}
+
 # ---- the hooks local-cluster.sh calls -------------------------------------------------------
 # net_up: build the chosen mode's networks, names, state file and internet service (idempotent).
 net_up() {
@@ -306,6 +319,7 @@ net_up() {
     net_hosts_set "$(net_hosts_block)"
     net_write_env
     net_start_internet
+    net_check_daemons
 }
 
 # Our namespaces that exist now: ot-n<K>, ot-login, ot-internet (never any other).
@@ -344,4 +358,5 @@ net_status() {
     printf '  network: %s; namespaces: %s; internet service %s\n' "$mode" \
         "$(net_our_namespaces | paste -sd, - | sed 's/^$/none/')" \
         "$(net_internet_pid >/dev/null && echo "alive on $NET_INTERNET_ADDR:$NET_INTERNET_PORT" || echo dead)"
+    net_check_daemons
 }
