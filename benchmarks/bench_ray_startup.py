@@ -10,8 +10,12 @@ commands (ports, temp dirs, node IPs, CPUs/GPUs), only the orchestration differs
               connections; readiness polled from the GCS every 0.2 s
 - runner:     ``python -m ot_hpc.runner`` (its "Ray ready on all N nodes" log line)
 - runner-nofork (optional): the runner with OT_HPC_NODE_AGENT_FORK=0 (on separate hosts
-              workers preload Ray while the head starts; the local cluster's nodes share
-              one host, where the runner already turns the preload off)
+              workers preload Ray while the head starts; the local cluster's nodes in
+              loopback mode share one network stack, where the runner already turns the
+              preload off)
+
+Node IPs are the nodes' names resolved (/etc/hosts, tools/local-network.sh): separate
+hosts give each node its own fabric address, loopback mode 127.0.0.(K+1).
 
 For legacy/documented, "ready" is when the script declares it (end of its sleeps), as the
 legacy launcher did. Prints seconds and ratios; target: runner <= 1.3x limit, growing by
@@ -25,6 +29,7 @@ import argparse
 import os
 import re
 import shlex
+import socket
 import statistics
 import sys
 import tempfile
@@ -35,7 +40,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from ot_hpc.runner.ports import plan_ports  # noqa: E402
-from ot_hpc.runner.ray_cluster import head_args, ray_command, temp_dir_for, worker_args  # noqa: E402
+from ot_hpc.runner.ray_cluster import (  # noqa: E402
+    head_args, nodes_share_host, ray_command, temp_dir_for, worker_args)
 from ot_hpc.scheduler import JobRequest, get_scheduler  # noqa: E402
 from ot_hpc.spec import JobSpec, write_spec  # noqa: E402
 
@@ -65,9 +71,9 @@ while True:
 
 def bash_recipe(recipe: str, job_tag: str, nodes: int) -> str:
     """A batch script running the recipe with the same ray commands as the runner."""
-    plan = plan_ports(job_tag, nodes, shared_host=True)
+    ips = [socket.gethostbyname(f"n{i + 1}") for i in range(nodes)]
+    plan = plan_ports(job_tag, nodes, shared_host=nodes_share_host(None, ips))
     ray = " ".join(shlex.quote(a) for a in ray_command(PY))
-    ips = [f"127.0.0.{i + 2}" for i in range(nodes)]
     head = " ".join(shlex.quote(a) for a in head_args(plan, ips[0], 1, 0, temp_dir_for(job_tag, 0)))
     head = head.replace("--include-dashboard=true", "--include-dashboard=false")
     head = re.sub(r"--dashboard-(host|port)=\S+ ?|--ray-client-server-port=\S+ ?", "", head)
@@ -105,6 +111,17 @@ def bash_recipe(recipe: str, job_tag: str, nodes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def other_nodes(nodes: int) -> tuple:
+    """Every node but n1..nN: the recipes start Ray on exactly those (srun -w nK), so the
+    allocation must be them, also while other jobs hold some nodes."""
+    import subprocess
+
+    listed = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True,
+                            timeout=30, check=True).stdout.split()
+    wanted = {f"n{i + 1}" for i in range(nodes)}
+    return tuple(sorted(set(listed) - wanted))
+
+
 def wait_job(scheduler, job_id: int, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,7 +157,8 @@ def run_recipe(recipe: str, nodes: int, workdir: str) -> float:
         script = bash_recipe(recipe, tag, nodes)
     job_id = scheduler.submit(JobRequest(
         script=script, name=f"runnertest-bench-{recipe}", nodes=nodes, time_limit_minutes=5,
-        environment=env, cpus_per_task=1, output_path=log, working_directory=workdir))
+        environment=env, cpus_per_task=1, output_path=log, working_directory=workdir,
+        exclude_nodes=other_nodes(nodes)))
     wait_job(scheduler, job_id)
     text = open(log).read()
     t0 = float(re.search(r"^T0 (\S+)", text, re.M).group(1))

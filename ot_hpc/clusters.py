@@ -216,8 +216,10 @@ BUILTIN_CLUSTERS: Tuple[Cluster, ...] = (
         cpu_arch="x86_64",
         max_nodes=3,
         max_time_minutes=24 * 60,
-        compute_has_internet=True,
-        login_nodes=("127.0.0.1",),  # the test sshd on a loopback port (see local.env)
+        # As on JSC: the compute nodes' only way out is an SSH tunnel to the login node
+        # (with separate hosts, tools/local-network.sh, they really have no route out).
+        compute_has_internet=False,
+        login_nodes=("ot-login",),  # the local sshd (tools/local-login-sshd.sh, see local.env)
         env_file="local.env",
         login_patterns=(),  # hostnames differ per machine: use --cluster local / CLUSTER=local
         compute_patterns=(),

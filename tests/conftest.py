@@ -42,6 +42,21 @@ def slurm_cluster() -> None:
 
 
 @pytest.fixture(scope="session")
+def local_network():
+    """The local cluster's network (tests/localnet.py): separate hosts or loopback."""
+    from .localnet import NETWORK_ENV, read_network
+
+    network = read_network()
+    if network is None:
+        problem = (f"{NETWORK_ENV} is missing: the local cluster's network is not set up "
+                   "(run: bash tools/local-cluster.sh start)")
+        if os.environ.get("OT_HPC_REQUIRE_CLUSTER") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return network
+
+
+@pytest.fixture(scope="session")
 def current_user() -> str:
     import pwd
 

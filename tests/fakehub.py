@@ -1,4 +1,4 @@
-"""A fake Hugging Face Hub on 127.0.0.1 for tests (never the real Hub).
+"""A fake Hugging Face Hub on 127.0.0.1 (or ``host``) for tests (never the real Hub).
 
 Downloads (what ``snapshot_download`` uses): GET ``/api/{models,datasets}/<id>/revision/<rev>``,
 ``.../tree/<sha>``, and HEAD/GET ``[/datasets]/<id>/resolve/<sha>/<file>``.
@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 
 class FakeHub:
-    def __init__(self, repos=None, token: Optional[str] = None):
+    def __init__(self, repos=None, token: Optional[str] = None, host: str = "127.0.0.1"):
         self.repos = repos if repos is not None else {}
         self.token = token
         self.requests = []
@@ -47,8 +47,8 @@ class FakeHub:
             def do_POST(self):
                 hub.answer_post(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()

@@ -1,6 +1,7 @@
 """The README's first command, for real: `ot-submit --config demo.env --wait` on the local
-cluster runs the runner end to end (tunnel to the local login sshd, Ray on 2 nodes, the
-demo trainer, shutdown), and the monitoring commands tell the truth about it."""
+cluster runs the runner end to end (the egress probe, with separate hosts the tunnel to the
+local login sshd, Ray on 2 nodes, the demo trainer, shutdown), and the monitoring commands
+tell the truth about it."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import pytest
 
 from .conftest import REPO
 
-pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "local_network")]
 
 SSH_KEY = "/var/lib/ot-hpc-local/ssh/id_ed25519"
 
@@ -39,15 +40,22 @@ def demo_run(tmp_path_factory):
     return result, int(match.group(1)), str(experiments), env
 
 
-def test_demo_job_completes_through_every_phase(demo_run):
+def test_demo_job_completes_through_every_phase(demo_run, local_network):
     result, job_id, experiments, _ = demo_run
+    net = local_network
     assert result.returncode == 0, result.stdout + result.stderr
     logs = [name for name in os.listdir(os.path.join(experiments, "logs")) if name.endswith(f"_{job_id}.log")]
     assert len(logs) == 1
     text = open(os.path.join(experiments, "logs", logs[0])).read()
     for phase in ("environment", "egress", "ray", "training", "shutdown"):
         assert f"[{phase}] begin" in text and f"[{phase}] done in " in text, phase
-    assert "SOCKS tunnel socks5h://" in text
+    if net.separate:  # NEEDS_TUNNEL=auto: the probe really fails on the compute node
+        assert f"[egress] no internet ({net.internet}: " in text and "opening an SSH tunnel" in text
+        assert "SOCKS tunnel socks5h://" in text
+        assert f"{net.internet} reachable through the tunnel (answered via {net.login_host}:2222)" in text
+    else:  # one shared network stack: the probe gets out directly
+        assert f"[egress] internet reachable ({net.internet}): no tunnel needed" in text
+    assert f"node addresses: n1={net.nodes['n1']}, n2={net.nodes['n2']}" in text
     assert "Ray ready on all 2 nodes" in text
     assert "demo: all 2 nodes alive with the expected resources" in text
     assert text.rstrip().splitlines()[-1].split("] ", 1)[1].startswith("exit 0; timings: ")

@@ -127,8 +127,8 @@ def test_parse_hub_id():
 def test_enabled_by_mode_and_cluster():
     from ot_hpc.clusters import get_cluster
 
-    online = get_cluster("local", {})
-    offline = replace(online, compute_has_internet=False)
+    offline = get_cluster("local", {})  # as on JSC: no internet on the compute nodes
+    online = replace(offline, compute_has_internet=True)
     assert not stage_plan.predownload_enabled("auto", online)
     assert stage_plan.predownload_enabled("auto", offline)
     assert stage_plan.predownload_enabled(None, offline)
@@ -150,6 +150,9 @@ def world(tmp_path):
     # a cluster like JSC's: its compute nodes have no internet
     (envs / "clusters" / "offline.env").write_text(
         "CLUSTER_BASE=local\nCLUSTER_COMPUTE_HAS_INTERNET=false\n")
+    # and one like TACC's: its compute nodes have internet
+    (envs / "clusters" / "online.env").write_text(
+        "CLUSTER_BASE=local\nCLUSTER_COMPUTE_HAS_INTERNET=true\n")
     (tmp_path / "local.parquet").write_text("x")
     environ = {"HOME": str(tmp_path / "home"), "OT_HPC_ENVS_DIR": str(envs), "PATH": "/bin"}
     return tmp_path, environ
@@ -195,12 +198,12 @@ def test_plan_lists_ids_and_skips_local_values(world):
 def test_plan_is_empty_when_off_local_or_verbatim(world):
     tmp = world[0]
     values = {**BASE, "HF_HUB_CACHE": f"{tmp}/hub", "MODEL_PATH": "org/tiny-model"}
-    online = validated(world, values, cluster="local").job
+    online = validated(world, values, cluster="online").job
     assert plan_of(online, online.cluster) == ()  # auto, has internet
     off = validated(world, {**values, "PREDOWNLOAD": "false"})
     assert plan_of(off.job, off.job.cluster) == ()
     assert any("PREDOWNLOAD=false" in w for w in off.warnings)  # the job reaches the Hub by tunnel
-    forced = validated(world, {**values, "PREDOWNLOAD": "true"}, cluster="local").job
+    forced = validated(world, {**values, "PREDOWNLOAD": "true"}, cluster="online").job
     assert [d.repo_id for d in plan_of(forced, forced.cluster)] == ["org/tiny-model"]
     (tmp / "model").mkdir()
     local = validated(world, {**values, "MODEL_PATH": "model",

@@ -9,9 +9,11 @@
 #   bash tools/dev.sh stop    stop the local sshd and the local Slurm cluster
 #
 # Set-up is idempotent and runs as root (Debian 12 or 13): Debian's Slurm packages and a
-# real single-machine cluster (tools/local-cluster.sh), an sshd on 127.0.0.1 playing the
-# login node for the SSH tunnel (tools/local-login-sshd.sh), and a virtualenv in .venv
-# with ot-hpc (editable), pytest and Ray. CI (.ci/run) runs `bash tools/dev.sh test`.
+# real single-machine cluster (tools/local-cluster.sh; nodes, login node and "internet" as
+# separate hosts in network namespaces where possible, OT_LOCAL_NETWORK=loopback for one
+# shared stack), an sshd playing the login node ot-login for the SSH tunnel
+# (tools/local-login-sshd.sh), and a virtualenv in .venv with ot-hpc (editable), pytest
+# and Ray. CI (.ci/run) runs `bash tools/dev.sh test`.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -18,6 +18,9 @@
 # its own slurmd on 127.0.0.1 (ports 17001..), each with OT_LOCAL_GPUS fake
 # GPUs (default 4; gres/gpu backed by /dev/null, so jobs see CUDA_VISIBLE_DEVICES
 # but no real device). Partitions: debug (default) and gpu, both on all nodes.
+# With OT_LOCAL_NETWORK=separate (the default where it works) every node, the login
+# node and "the internet" are separate hosts in their own network namespaces; see
+# tools/local-network.sh. OT_LOCAL_NETWORK=loopback keeps everything on 127.0.0.x.
 set -euo pipefail
 
 # ----------------------------------------------------------------------------
@@ -39,6 +42,8 @@ DB_USER=ot_hpc_slurm
 MARKER="# Managed by ot-hpc tools/local-cluster.sh -- rewritten on every start."
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd slurm-wlm-mysql-plugin munge mariadb-server)
 READY_TIMEOUT=60                             # seconds to wait for each stage
+# shellcheck source=tools/local-network.sh
+source "$(dirname "${BASH_SOURCE[0]}")/local-network.sh"
 
 # ----------------------------------------------------------------------------
 # Small helpers
@@ -269,7 +274,7 @@ render_slurm_conf() {
 $MARKER
 # Single-machine test cluster: $NODES emulated nodes, each its own slurmd.
 ClusterName=$CLUSTER
-SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldHost=$HOST($NET_CTLD_ADDR)
 SlurmctldPort=$CTLD_PORT
 SlurmUser=root
 SlurmdUser=root
@@ -311,12 +316,12 @@ EnforcePartLimits=ALL
 
 # Accounting through slurmdbd (sacct works)
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
+AccountingStorageHost=$NET_DBD_HOST
 AccountingStoragePort=$DBD_PORT
 AccountingStorageTRES=gres/gpu
 
 # Nodes: all on this host; slurmd -N <name> picks its line and port.
-NodeName=$(node_list) NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$ports Sockets=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS CPUs=$CPUS RealMemory=$NODE_MEM$gres State=UNKNOWN
+NodeName=$(node_list) NodeHostname=$HOST NodeAddr=$NET_NODE_ADDR Port=$ports Sockets=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS CPUs=$CPUS RealMemory=$NODE_MEM$gres State=UNKNOWN
 PartitionName=debug Nodes=$(node_list) Default=YES MaxTime=1-00:00:00 State=UP
 PartitionName=gpu Nodes=$(node_list) MaxTime=2-00:00:00 State=UP
 EOF
@@ -553,7 +558,8 @@ start_slurmds() {
     for n in $(node_names); do
         need_start "slurmd.$n" || continue
         port_free "$((FIRST_NODE_PORT + ${n#n} - 1))" "slurmd.$n"
-        launch "slurmd.$n" slurmd -D -N "$n"
+        net_exec_for "$(net_ns_of "$n")" # separate hosts: in the node's namespace
+        launch "slurmd.$n" "${NET_EXEC[@]}" slurmd -D -N "$n"
     done
 }
 
@@ -616,6 +622,7 @@ cmd_status() {
             rc=3
         fi
     done
+    net_status
     if ctld_up; then
         timeout 10 sinfo || rc=3
         extra=$(timeout 10 squeue -h 2>/dev/null | wc -l || true)
@@ -650,6 +657,7 @@ cmd_start() {
     t0=$(now)
     detect_slurm_version
     compute_layout
+    net_choose_mode
     # Slurm daemons still running from an earlier start must not be mixed with
     # a different configuration (e.g. OT_LOCAL_NODES changed): ask for restart.
     local d slurm_running=0
@@ -658,6 +666,7 @@ cmd_start() {
     done
     if all_up; then
         config_differs && warn "the running cluster uses a different configuration; run '$0 restart' to apply the new one"
+        config_differs || net_up
         say "already running"
         cmd_status
         return
@@ -668,6 +677,7 @@ cmd_start() {
     prepare_dirs
     write_configs
     say "Slurm $SLURM_MAJOR.$(printf %02d "$SLURM_MINOR") on $HOST: $NODES node(s) x ${CPUS} CPUs, ${NODE_MEM} MB, $GPUS fake GPU(s); $PROCTRACK"
+    net_up
     start_munged
     start_mariadbd
     setup_database
@@ -757,6 +767,7 @@ cmd_stop() {
         pid_is "$(read_pid "$own")" slurmd || rm -f "$own"
     done
     ((${#STOPPED_PIDS[@]} == 0)) || wait_reaped
+    net_down "$(dirname "${BASH_SOURCE[0]}")/local-login-sshd.sh"
     say "stopped"
 }
 
@@ -767,10 +778,10 @@ case "${1:-}" in
         ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
-    restart) cmd_stop && cmd_start ;;
+    restart) net_keep_mode && cmd_stop && cmd_start ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 start|stop|status|restart|install   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4)" >&2
+        echo "usage: $0 start|stop|status|restart|install   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4 OT_LOCAL_NETWORK=auto|separate|loopback)" >&2
         exit 2
         ;;
 esac

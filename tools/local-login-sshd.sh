@@ -10,6 +10,8 @@
 # runs `sshd -D` as root on 127.0.0.1:$PORT in its own session (pid in $PID_FILE).
 # The client key ($STATE_DIR/id_ed25519) is authorized for root; $STATE_DIR/known_hosts
 # holds this sshd's host key. `stop` ends exactly the pid in the pid file.
+# With separate hosts (tools/local-network.sh; start the local cluster first) the sshd
+# runs inside the login node's namespace ot-login, on its fabric address (10.77.0.2).
 set -euo pipefail
 
 PORT="${OT_LOCAL_SSHD_PORT:-2222}"
@@ -25,6 +27,10 @@ KNOWN_HOSTS=$STATE_DIR/known_hosts
 
 say() { printf '[local-sshd] %s\n' "$*"; }
 die() { printf '[local-sshd] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tools/local-network.sh
+source "$(dirname "${BASH_SOURCE[0]}")/local-network.sh"
+net_read_env  # LISTEN: 127.0.0.1, or ot-login's address with separate hosts
+LISTEN=$NET_LOGIN_ADDR
 
 read_pid() { [[ -r $PID_FILE ]] && head -c 32 "$PID_FILE" | tr -dc '0-9' || true; }
 # Is the pid in the pid file a live sshd started with OUR config (`-f $CONFIG`), not the
@@ -48,7 +54,7 @@ has_our_config() {
 }
 
 answers() {  # the port speaks SSH
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT && head -c 4 <&3" 2>/dev/null | grep -q '^SSH-'
+    timeout 2 bash -c "exec 3<>/dev/tcp/$LISTEN/$PORT && head -c 4 <&3" 2>/dev/null | grep -q '^SSH-'
 }
 
 install_server() {
@@ -66,6 +72,12 @@ install_server() {
     [[ -x /usr/sbin/sshd ]] || die "openssh-server did not install /usr/sbin/sshd"
 }
 
+# Host key entry for the client side (StrictHostKeyChecking=yes against this file), under
+# the login node's address and its name (ot-login).
+write_known_hosts() {
+    printf '[%s]:%s,[%s]:%s %s\n' "$LISTEN" "$PORT" "$NET_LOGIN" "$PORT" "$(cut -d' ' -f1,2 "$HOST_KEY.pub")" >"$KNOWN_HOSTS"
+}
+
 write_files() {
     mkdir -p "$STATE_DIR" "$RUN_DIR" /run/sshd
     chmod 700 "$STATE_DIR"
@@ -73,12 +85,11 @@ write_files() {
     [[ -f $CLIENT_KEY ]] || ssh-keygen -q -t ed25519 -N '' -C ot-hpc-local-tunnel -f "$CLIENT_KEY"
     cp "$CLIENT_KEY.pub" "$AUTHORIZED"
     chmod 600 "$AUTHORIZED"
-    # Host key entry for the client side (StrictHostKeyChecking=yes against this file).
-    printf '[127.0.0.1]:%s %s\n' "$PORT" "$(cut -d' ' -f1,2 "$HOST_KEY.pub")" >"$KNOWN_HOSTS"
+    write_known_hosts
     cat >"$CONFIG" <<CONF
 # Managed by ot-hpc tools/local-login-sshd.sh -- rewritten on every start.
 Port $PORT
-ListenAddress 127.0.0.1
+ListenAddress $LISTEN
 HostKey $HOST_KEY
 PidFile none
 AuthorizedKeysFile $AUTHORIZED
@@ -100,20 +111,26 @@ CONF
 
 start() {
     [[ $(id -u) == 0 ]] || die "run as root"
-    if running; then
-        say "already running (pid $(read_pid)) on 127.0.0.1:$PORT"
+    if running && grep -qx "ListenAddress $LISTEN" "$CONFIG" && answers; then
+        write_known_hosts
+        say "already running (pid $(read_pid)) on $LISTEN:$PORT"
         return 0
+    fi
+    running && stop  # ours, but not answering where this network mode wants it
+    if [[ $NET_MODE == separate && ! -e $(net_ns_path "$NET_LOGIN") ]]; then
+        die "the login node's namespace $NET_LOGIN does not exist: start the local cluster first (bash tools/local-cluster.sh start)"
     fi
     install_server
     write_files
     /usr/sbin/sshd -t -f "$CONFIG" || die "sshd rejected $CONFIG"
     rm -f "$PID_FILE"
-    setsid /usr/sbin/sshd -D -e -f "$CONFIG" >>"$LOG_FILE" 2>&1 </dev/null &
+    net_exec_for "$NET_LOGIN"
+    setsid "${NET_EXEC[@]}" /usr/sbin/sshd -D -e -f "$CONFIG" >>"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
     local i
     for ((i = 0; i < 100; i++)); do
         if answers; then
-            say "sshd running (pid $(read_pid)) on 127.0.0.1:$PORT; client key $CLIENT_KEY, known hosts $KNOWN_HOSTS"
+            say "sshd running (pid $(read_pid)) on $LISTEN:$PORT ($NET_LOGIN); client key $CLIENT_KEY, known hosts $KNOWN_HOSTS"
             return 0
         fi
         running || break
@@ -143,7 +160,7 @@ stop() {
 
 status() {
     if running && answers; then
-        say "running (pid $(read_pid)) on 127.0.0.1:$PORT"
+        say "running (pid $(read_pid)) on $LISTEN:$PORT"
     else
         say "not running"
         return 1

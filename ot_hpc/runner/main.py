@@ -200,7 +200,7 @@ class Runner:
         self.state.update(tunnel=self.tunnel.url, details={"tunnel_pid": self.tunnel.pid})
         try:
             egress.socks5_connect(bind, self.plan.tunnel, host, port, timeout=5.0).close()
-            self.log.line("egress", f"{host}:{port} reachable through the tunnel")
+            self.log.line("egress", f"{host}:{port} reachable through the tunnel (answered via {target})")
         except OSError as exc:
             self.log.line("egress", f"WARNING: {host}:{port} not reachable through the tunnel: {exc}")
 

@@ -37,15 +37,9 @@ class Stopped(Exception):
 def node_address(cluster, node: str) -> str:
     """The IP Ray uses for ``node``: its name on the cluster's fast network, resolved.
 
-    The local cluster's emulated nodes share one host, so node ``nK`` gets the loopback
-    address 127.0.0.(K+1) (Ray rewrites 127.0.0.1 to the host's address, other loopback
-    addresses stay as given)."""
-    name = getattr(cluster, "name", "") or ""
-    site = getattr(cluster, "site", "") or ""
-    if name == "local" or site == "local":
-        match = re.search(r"(\d+)$", node)
-        number = int(match.group(1)) if match else 1
-        return f"127.0.0.{min(number + 1, 254)}"
+    The local cluster's nodes resolve through /etc/hosts (tools/local-network.sh): with
+    separate hosts to their own fabric addresses, in loopback mode ``nK`` to 127.0.0.(K+1)
+    (Ray rewrites 127.0.0.1 to the host's address, other loopback addresses stay as given)."""
     from ..cluster_facts import interconnect_hostname
 
     host = interconnect_hostname(cluster, node) if cluster is not None else node
@@ -57,8 +51,8 @@ def node_address(cluster, node: str) -> str:
 
 
 def nodes_share_host(cluster, addresses: Sequence[str]) -> bool:
-    if (getattr(cluster, "site", "") or "") == "local":
-        return True
+    """True when the nodes share one network stack (every address is a loopback one: the
+    local cluster in loopback mode), so each node needs ports of its own."""
     return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 

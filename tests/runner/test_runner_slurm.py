@@ -3,17 +3,16 @@
 Each test submits ``python -m ot_hpc.runner <spec>`` the way ot-submit does (a JobSpec
 written with write_spec, a two-line batch script, an explicit environment) and runs
 ``ot_hpc.demo_trainer`` in place of SkyRL. Jobs ask for 1 CPU per node, so two of them
-fit side by side on the 2-CPU emulated nodes.
+fit side by side on the 2-CPU emulated nodes. Addresses come from the local cluster's
+network (tests/localnet.py): separate hosts, or the loopback mode's 127.0.0.x.
 """
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Optional
 
@@ -27,13 +26,13 @@ from ot_hpc.spec import JobSpec, write_spec
 
 from ..conftest import REPO, base_environment, wait_for
 
-pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "ray_available")]
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "ray_available", "local_network")]
 
 SSHD_SCRIPT = os.path.join(REPO, "tools", "local-login-sshd.sh")
 SSHD_DIR = os.environ.get("OT_LOCAL_SSHD_DIR", "/var/lib/ot-hpc-local/ssh")
 SSHD_PORT = int(os.environ.get("OT_LOCAL_SSHD_PORT", "2222"))
 SECRET_VALUE = "s3cr3t-VALUE-never-logged"
-HTTP_BODY = "ot-hpc egress ok"
+HTTP_BODY = "ot-hpc egress ok"  # how tools/local-internet.py's answer begins
 JOB_TIMEOUT = 120
 
 
@@ -61,25 +60,16 @@ def login_sshd():
 
 
 @pytest.fixture(scope="session")
-def http_url():
-    """A loopback HTTP server the demo trainer fetches through the tunnel."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = HTTP_BODY.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/egress"
-    server.shutdown()
+def http_url(local_network):
+    """The local cluster's internet service (tools/local-internet.py on ot-internet), which
+    the demo trainer fetches through the tunnel: with separate hosts only ot-login reaches it."""
+    net = local_network
+    done = net.run_in(net.login_netns, [sys.executable, "-c", "import sys, urllib.request; print("
+                      "urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())", net.internet_url])
+    assert done.returncode == 0 and HTTP_BODY in done.stdout, (
+        f"{net.internet_url} does not answer from {net.login_host}: {done.stderr[-300:]} "
+        "(run: bash tools/local-cluster.sh start)")
+    return net.internet_url
 
 
 @pytest.fixture(scope="session")
@@ -149,7 +139,7 @@ def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max
         trainer_python=sys.executable, entrypoint_module="ot_hpc.demo_trainer", overrides=tuple(overrides),
         gpus_per_node=gpus, secret_env_file=secret or os.path.join(experiments, "secret.env"),
         environment=env_for_job, max_restarts=max_restarts, needs_tunnel=bool(sshd),
-        egress_probe=probe, login_node="127.0.0.1", ssh_port=SSHD_PORT,
+        egress_probe=probe, login_node="ot-login", ssh_port=SSHD_PORT,
         ray_join_timeout_seconds=join_timeout, shutdown_grace_seconds=grace,
         upload_repo=upload_repo, upload_path=upload_path, ssh_key=sshd["key"] if sshd else None,
     )
@@ -197,23 +187,28 @@ def job_pair(experiments, login_sshd, http_url, tmp_path_factory):
     return first, first.wait_end(), second, second.wait_end()
 
 
-def test_happy_path_three_nodes(job_pair, http_url):
+def test_happy_path_three_nodes(job_pair, http_url, local_network):
     job, record, _, _ = job_pair
+    net = local_network
     text = job.log()
     assert record.state == JobState.COMPLETED, text[-3000:]
     assert record.exit_code == 0
     phases_logged(text, ("environment", "egress", "ray", "training", "shutdown"))
     assert "Ray ready on all 3 nodes (3 CPUs, 6 GPUs)" in text
-    assert "SOCKS tunnel socks5h://127.0.0.2:" in text
-    assert f"{http_url.split('/')[2]} reachable through the tunnel" in text
-    for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):  # every node's task used the tunnel
+    assert f"SOCKS tunnel socks5h://{net.nodes['n1']}:" in text
+    assert f"{http_url.split('/')[2]} reachable through the tunnel (answered via ot-login:{SSHD_PORT})" in text
+    assert len(set(net.nodes.values())) == 3
+    for ip in net.nodes.values():  # every node's task used the tunnel
         assert f"task ran on {ip} (" in text and f"through the proxy: {HTTP_BODY}" in text
+    # ... and the internet saw the requests come from the login node's side of its link
+    assert f"through the proxy: {HTTP_BODY}: {net.internet_host} " in text
+    assert f"answered {net.login_internet_addr}" in text
     assert "demo: fetch 1 ok from the driver: " + HTTP_BODY in text
     assert "demo: env DEMO_SECRET=[redacted DEMO_SECRET]" in text
     assert SECRET_VALUE not in text
     state = job.state()
     assert state.phase == "done" and state.exit_code == 0 and state.nodes_ready == 3
-    assert state.head_address.startswith("127.0.0.2:") and state.tunnel.startswith("socks5h://")
+    assert state.head_address.startswith(f"{net.nodes['n1']}:") and state.tunnel.startswith("socks5h://")
     assert set(state.timings) >= {"environment", "egress", "ray", "training", "shutdown"}
     assert_clean(job)
 
@@ -247,8 +242,9 @@ def test_failing_trainer_fails_the_job_with_its_exit_code(experiments):
     assert_clean(job)
 
 
-def test_worker_that_never_joins_fails_clearly(experiments):
-    job = submit(experiments, "nojoin", 3, environment={"OT_HPC_FAULT_SKIP_NODES": "n3"}, join_timeout=6)
+def test_worker_that_never_joins_fails_clearly(experiments, local_network):
+    # 10 s: n2 joins well within it even while three emulated nodes share two busy cores
+    job = submit(experiments, "nojoin", 3, environment={"OT_HPC_FAULT_SKIP_NODES": "n3"}, join_timeout=10)
     record = job.wait_end()
     text = job.log()
     assert record.state == JobState.FAILED, text[-3000:]
@@ -257,8 +253,8 @@ def test_worker_that_never_joins_fails_clearly(experiments):
     # n3 never starts its agent; on a loaded machine n2 may be late too ("nodes n2 (...),
     # n3 (...) did not join"): the line must name n3 either way.
     missing = [line for line in text.splitlines()
-               if "did not join the Ray cluster within 6 s" in line and "[ray] failed after" in line]
-    assert missing and "n3 (127.0.0.4)" in missing[-1], text[-3000:]
+               if "did not join the Ray cluster within 10 s" in line and "[ray] failed after" in line]
+    assert missing and f"n3 ({local_network.nodes['n3']})" in missing[-1], text[-3000:]
     assert "[training] begin" not in text
     assert_clean(job)
 
@@ -323,9 +319,10 @@ def test_requeue_runs_twice_then_stops(experiments):
 
 
 @pytest.mark.parametrize("exit_code", [0, 3])
-def test_upload_after_success_only(experiments, tmp_path, exit_code):
-    """The runner uploads the fake export's HF files to a fake Hub on 127.0.0.1 after the
-    trainer exited 0; after a failing trainer it uploads nothing."""
+def test_upload_after_success_only(experiments, tmp_path, exit_code, local_network):
+    """The runner uploads the fake export's HF files to a fake Hub after the trainer exited
+    0; after a failing trainer it uploads nothing. The Hub listens where the job reaches it
+    directly: 127.0.0.1, or with separate hosts the controller's address on the fabric."""
     from ..fakehub import FakeHub
 
     token = "hf_upload-token-never-logged"
@@ -333,7 +330,7 @@ def test_upload_after_success_only(experiments, tmp_path, exit_code):
     secret.write_text(f"HF_TOKEN={token}\n")
     secret.chmod(0o600)
     exports = tmp_path / "exports"
-    hub = FakeHub(token=token)
+    hub = FakeHub(token=token, host=local_network.controller)
     try:
         job = submit(experiments, f"upload{exit_code}", 1,
                      [f"demo.export_dir={exports}", "demo.export_step=3", f"demo.exit_code={exit_code}"],
