@@ -49,7 +49,7 @@ running() {
 # match is on word boundaries.
 has_our_config() {
     local line
-    line=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+    line=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
     [[ " $line " == *" -f $CONFIG "* ]]
 }
 

@@ -256,7 +256,7 @@ net_python() {
 net_internet_pid() {  # the service's pid if it is ours and alive
     local pid
     pid=$(tr -dc "0-9" 2>/dev/null <"$NET_RUN_DIR/internet.pid") || return 1
-    [[ -n $pid ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$NET_INTERNET_SCRIPT" &&
+    [[ -n $pid ]] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$NET_INTERNET_SCRIPT" &&
         echo "$pid"
 }
 # Is the service answering where it should, seen from where its clients are (ot-login)?
