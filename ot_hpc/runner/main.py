@@ -331,7 +331,8 @@ class Runner:
                           + (f" (killed after {RAY_STOP_GRACE:g} s: {', '.join(killed)})" if killed else ""))
         if self.tunnel is not None:
             self.tunnel.stop()
-            self.log.line("shutdown", f"tunnel closed ({self.tunnel.restarts} restart(s) during the job)")
+            self.log.line("shutdown", f"tunnel closed ({self.tunnel.restarts} restart(s) of ssh, "
+                                      f"{self.tunnel.relay_restarts} of the relay during the job)")
         left = shutdown.sweep(self.marker, grace=1.0)
         if left:
             self.log.line("shutdown", f"killed {len(left)} leftover process(es) of this job on {self.job.batch_node}")

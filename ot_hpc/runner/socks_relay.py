@@ -10,11 +10,14 @@ authenticated CONNECT becomes a stdio forwarding of the job's ssh ControlMaster
 (:mod:`.sshmux`), whose control socket nobody else can open: nothing of the job's
 egress listens without authentication, not even on 127.0.0.1.
 
-Data moves between the client's socket and the pipes ssh reads and writes, one thread
-per direction; what comes back from the login node is moved by ``splice(2)`` (no copy
-through Python, where ``os.splice`` exists: Python >= 3.10). The runner supervises the relay like the ssh master (restarted
-with backoff on the same port); it exits by itself when the runner is gone. It logs to
-stderr, which the runner puts in the job log: refusals (rate-limited), never a password.
+What the client sends goes to ssh untouched: the master reads the client's socket itself.
+What comes back is written by ssh into a pipe and moved from there to the client by
+``splice(2)`` (no copy through Python, where ``os.splice`` exists: Python >= 3.10), so the
+relay can pass the remote end's EOF on as a FIN. One thread per connection.
+
+The runner supervises the relay like the ssh master (restarted with backoff on the same
+port); it exits by itself when the runner is gone. It logs to stderr, which the runner
+puts in the job log: refusals (rate-limited), never a password.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import argparse
 import errno
 import fcntl
 import os
+import select
 import socket
 import sys
 import threading
@@ -36,7 +40,7 @@ PIPE_SIZE = 1 << 20
 CHUNK = 1 << 20
 # While a download streams (a splice moved >= COALESCE_BYTES but the pipe was not half
 # full), wait a little before the next one: fewer, larger splices, fewer wake-ups of ssh,
-# the relay and the client (on two busy cores: ~10% more throughput). Never for small replies.
+# the relay and the client. Never after a small reply, never while the pipe is filling up.
 COALESCE_BYTES = 16 * 1024
 COALESCE_SECONDS = 0.0005
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -58,6 +62,12 @@ def grow_pipe(fd: int, size: int = PIPE_SIZE) -> int:
         return 64 * 1024
 
 
+def _wait_writable(fd: int) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    poller.poll()
+
+
 def _copy_plain(src: int, dst: int) -> None:
     buffer = bytearray(256 * 1024)
     view = memoryview(buffer)
@@ -67,22 +77,25 @@ def _copy_plain(src: int, dst: int) -> None:
             return
         sent = 0
         while sent < count:
-            sent += os.write(dst, view[sent:count])
+            try:
+                sent += os.write(dst, view[sent:count])
+            except BlockingIOError:
+                _wait_writable(dst)
 
 
-def copy_stream(src: int, dst: int, spliced: bool = False, pipe_size: int = 0) -> None:
-    """Copy fd ``src`` to fd ``dst`` until EOF on ``src``; ``spliced`` (``src`` a pipe of
-    ``pipe_size`` bytes, ``dst`` a socket) moves the data with splice(2), without a copy
-    through Python.
-
-    Only pipe -> socket is spliced: on Linux 6.18 ssh's read() of a pipe that splice(2)
-    had filled from a TCP socket failed with EPIPE now and then, so socket -> pipe is
-    plain reads and writes."""
-    splice = getattr(os, "splice", None) if spliced else None
+def copy_stream(src: int, dst: int, pipe_size: int) -> None:
+    """Copy the pipe ``src`` (of ``pipe_size`` bytes) to the socket ``dst`` until EOF, by
+    splice(2) where there is ``os.splice``: no copy through Python. ``dst`` may be
+    non-blocking (ssh makes the client's socket so)."""
+    splice = getattr(os, "splice", None)
     if splice is not None:
         try:
             while True:
-                moved = splice(src, dst, CHUNK)
+                try:
+                    moved = splice(src, dst, CHUNK)
+                except BlockingIOError:
+                    _wait_writable(dst)
+                    continue
                 if not moved:
                     return
                 if COALESCE_BYTES <= moved < pipe_size // 2:  # streaming, not behind: let
@@ -171,8 +184,9 @@ class Relay:
             self.slots.release()
 
     def _connect(self, client: socket.socket, host: str, port: int) -> None:
+        client.settimeout(None)  # blocking, before ssh shares the socket (and its flags)
         try:
-            mux, to_remote, from_remote = sshmux.open_stdio(self.control, host, port)
+            mux, from_remote = sshmux.open_stdio(self.control, host, port, client.fileno())
         except sshmux.MuxRefused as exc:
             client.sendall(socks5.reply(socks5.NOT_ALLOWED if exc.denied else socks5.CONNECTION_REFUSED))
             self.notes(f"CONNECT {host}:{port}: the login node refused it ({exc})")
@@ -183,40 +197,21 @@ class Relay:
             self.notes(f"CONNECT {host}:{port}: ssh master not usable ({exc})")
             return
         try:
+            # The master reads the client's socket from now on (never touch its blocking
+            # mode again: the flag is shared with ssh); it writes only into the pipe, so
+            # this reply is the first thing the client gets back.
             client.sendall(socks5.reply(socks5.SUCCEEDED))
-            client.settimeout(None)
             size = grow_pipe(from_remote)  # downloads are the bulk; pipes count against a user limit
-            self._pump(client, mux, to_remote, from_remote, size)
+            copy_stream(from_remote, client.fileno(), size)
+            client.shutdown(socket.SHUT_WR)  # the remote end's EOF, passed on
+            mux.sock.settimeout(None)
+            while mux.sock.recv(4096):  # until the master ends the forwarding (the client's EOF)
+                pass
+        except OSError:
+            pass  # the client or ssh went away: closing the control connection ends the forwarding
         finally:
             mux.close()
             os.close(from_remote)
-
-    def _pump(self, client: socket.socket, mux: sshmux.MuxConnection, to_remote: int, from_remote: int,
-              pipe_size: int) -> None:
-        down = threading.Thread(target=_downstream, args=(from_remote, client, pipe_size), daemon=True)
-        down.start()
-        clean = False
-        try:
-            copy_stream(client.fileno(), to_remote)
-            clean = True
-        except OSError:
-            pass
-        finally:
-            os.close(to_remote)  # EOF to the remote end
-        if not clean:
-            mux.close()  # the client is gone: end the forwarding, which ends ``down``
-        down.join()
-
-
-def _downstream(from_remote: int, client: socket.socket, pipe_size: int) -> None:
-    try:
-        copy_stream(from_remote, client.fileno(), spliced=True, pipe_size=pipe_size)
-        client.shutdown(socket.SHUT_WR)
-    except OSError:
-        try:
-            client.shutdown(socket.SHUT_RDWR)  # wakes the upstream copy
-        except OSError:
-            pass
 
 
 def _peer(peer) -> str:

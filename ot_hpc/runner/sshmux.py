@@ -3,11 +3,12 @@
 The job's ssh to the login node runs as a ControlMaster whose control socket lives in a
 directory only we can enter (mode 0700; the master also checks the peer's uid). Through
 it :func:`open_stdio` asks the master for a *stdio forwarding* to host:port -- what
-``ssh -W host:port`` does -- and hands it two pipe ends: the master reads what we write
-into the first and writes what the remote end sends into the second. The master answers
-only once the login node has opened (or refused) the connection, so a refusal is known
-before any byte flows. One control connection carries one forwarding; closing it ends
-the forwarding. :func:`master_pid` is the health check (``ssh -O check``).
+``ssh -W host:port`` does -- and hands it two file descriptors: the client's socket, which
+the master reads directly, and a pipe into which it writes what the remote end sends (a
+pipe, not the socket: ssh closes, never shuts down, a stdio forwarding's output, so only
+we can send the client a FIN at the remote end's EOF). The master answers only once the
+login node has opened (or refused) the connection, so a refusal is known before any byte
+flows. One control connection carries one forwarding; closing it ends the forwarding. :func:`master_pid` is the health check (``ssh -O check``).
 """
 from __future__ import annotations
 
@@ -105,32 +106,33 @@ def master_pid(path: str, timeout: float = 2.0) -> Optional[int]:
     return struct.unpack(">I", body[4:8])[0]
 
 
-def open_stdio(path: str, host: str, port: int, timeout: float = 60.0) -> Tuple[MuxConnection, int, int]:
-    """A forwarding to host:port: (control connection, fd to write to, fd to read from).
+def open_stdio(path: str, host: str, port: int, source: int, timeout: float = 60.0) -> Tuple[MuxConnection, int]:
+    """A forwarding to host:port that reads from fd ``source`` (the client's own socket:
+    what the client sends goes to ssh without passing through us) and writes what the
+    remote end sends into a pipe. Returns (control connection, the pipe's read end).
 
-    The caller owns all three: closing the control connection ends the forwarding; closing
-    the write fd sends EOF to the remote end; the read fd reads EOF when the remote end has
-    sent everything. Raises :class:`MuxRefused`, or :class:`MuxError`/``OSError``."""
+    The master shares ``source`` from then on, and sets it non-blocking. The caller owns
+    both results: the pipe reads EOF once the remote end has sent everything; closing the
+    control connection ends the forwarding, and the master closes it when the forwarding
+    has ended both ways. Raises :class:`MuxRefused`, or :class:`MuxError`/``OSError``."""
     mux = MuxConnection(path, timeout=min(timeout, 5.0))
-    theirs_in, ours_out = os.pipe()  # the master reads theirs_in
-    ours_in, theirs_out = os.pipe()  # the master writes theirs_out
+    ours, theirs = os.pipe()  # the master writes theirs
     try:
         mux.send(_u32(C_NEW_STDIO_FWD) + _u32(1) + _string(b"") + _string(host.encode())
                  + _u32(port))
-        for fd in (theirs_in, theirs_out):  # one fd per message, as ssh's mm_receive_fd wants
+        for fd in (source, theirs):  # one fd per message, as ssh's mm_receive_fd wants
             socket.send_fds(mux.sock, [b"\0"], [fd])
-        os.close(theirs_in)
-        os.close(theirs_out)
-        theirs_in = theirs_out = -1
+        os.close(theirs)
+        theirs = -1
         mux.sock.settimeout(timeout)
         kind, body = mux.receive()
         if kind == S_SESSION_OPENED:
-            return mux, ours_out, ours_in
+            return mux, ours
         if kind in (S_FAILURE, S_PERMISSION_DENIED):
             raise MuxRefused(_reason(body), denied=kind == S_PERMISSION_DENIED)
         raise MuxError(f"unexpected mux reply 0x{kind:08x}")
     except BaseException:
-        for fd in (theirs_in, theirs_out, ours_in, ours_out):
+        for fd in (ours, theirs):
             if fd >= 0:
                 os.close(fd)
         mux.close()

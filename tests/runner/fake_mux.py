@@ -1,7 +1,8 @@
 """A stand-in for ssh's ControlMaster, for the relay's unit tests (no sshd needed).
 
-Speaks the mux protocol the relay uses (hello, alive check, stdio forwarding with the two
-pipe ends passed over the socket) and connects each forwarding to host:port itself. The
+Speaks the mux protocol the relay uses (hello, alive check, stdio forwarding with the
+client's socket and a pipe end passed over the socket) and connects each forwarding to
+host:port itself. The
 real ControlMaster is exercised by tests/runner/test_tunnel_local.py and the Slurm tests.
 """
 from __future__ import annotations
@@ -92,12 +93,12 @@ class FakeMaster:
             return
         remote.settimeout(None)
         _send(conn, sshmux.S_SESSION_OPENED, 1, 7)
-        reader, writer = fds
-        up = threading.Thread(target=_copy, args=(lambda: os.read(reader, 65536), remote.sendall,
+        client, writer = fds  # the client's socket (read here directly) and the relay's pipe
+        up = threading.Thread(target=_copy, args=(lambda: os.read(client, 65536), remote.sendall,
                                                   lambda: remote.shutdown(socket.SHUT_WR)), daemon=True)
         up.start()
         _copy(lambda: remote.recv(65536), lambda data: os.write(writer, data))
         os.close(writer)
         up.join(10)
-        os.close(reader)
+        os.close(client)
         remote.close()

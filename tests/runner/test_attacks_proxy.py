@@ -216,5 +216,5 @@ def test_other_users_cannot_use_the_jobs_proxy(experiments, login_sshd, http_url
     assert "relay: refused" in text and "wrong username or password" in text
     assert "WARNING: other users' jobs may share these nodes: the job's OverSubscribe=OK" in text
     assert "demo: env ALL_PROXY=socks5h://ot-hpc:[redacted SOCKS_PASSWORD]@" in text
-    assert "tunnel closed (0 restart(s) during the job)" in text
+    assert "tunnel closed (0 restart(s) of ssh, 0 of the relay during the job)" in text
     assert_clean(job)

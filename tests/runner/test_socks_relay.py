@@ -220,7 +220,7 @@ def test_copy_stream_without_splice(monkeypatch):
     received = []
     thread = threading.Thread(target=lambda: received.append(right.recv(1 << 20, socket.MSG_WAITALL)))
     thread.start()
-    socks_relay.copy_stream(read_end, left.fileno(), spliced=True, pipe_size=65536)
+    socks_relay.copy_stream(read_end, left.fileno(), 65536)
     left.close()
     thread.join(5)
     assert len(received[0]) == 300000

@@ -126,6 +126,57 @@ def test_ready_by_handshake_and_nothing_of_ssh_listens(tunnel, web):
     assert not os.path.exists(directory)
 
 
+@pytest.fixture(scope="module")
+def counter():
+    """A TCP server on 127.0.0.9 that reads to EOF, then answers with the byte count and a
+    digest: the client's half-close must reach it, and its answer come back after that."""
+    import hashlib
+
+    server = socket.create_server(("127.0.0.9", 0))
+
+    def serve(conn):
+        with conn:
+            digest, total = hashlib.sha256(), 0
+            while True:
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                total += len(chunk)
+            conn.sendall(f"{total} {digest.hexdigest()}".encode() + b"z" * (8 << 20))
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_both_directions_and_both_half_closes_through_the_real_master(tunnel, counter):
+    import hashlib
+
+    tunnel.start()
+    payload = os.urandom(3 << 20)
+    with egress.socks5_connect(tunnel.bind_address, tunnel.port, "127.0.0.9", counter, 10,
+                               tunnel.credentials) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)  # our EOF reaches the server through ssh ...
+        answer = b""
+        while True:  # ... and the server's EOF reaches us: this read ends
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            answer += chunk
+    head = f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+    assert answer == head + b"z" * (8 << 20)
+
+
 def test_only_the_password_gets_in(tunnel, web):
     tunnel.start()
     assert not egress.socks5_handshake(tunnel.bind_address, tunnel.port, 2)
