@@ -18,6 +18,7 @@ from ot_hpc.runner import socks5, socks_relay
 from ot_hpc.runner.socks5 import Credentials
 
 from ..conftest import REPO
+from . import tcpserver
 from .fake_mux import FakeMaster
 
 CREDENTIALS = Credentials("ot-hpc", "0123456789abcdef0123456789abcdef")
@@ -35,21 +36,7 @@ def read_all(sock) -> bytes:
 @pytest.fixture
 def echo():
     """A TCP server that answers each connection with 'echo:' + everything it got, at EOF."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve(conn):
-        with conn:
-            conn.sendall(b"echo:" + read_all(conn))
-
-    def accept():
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    server = tcpserver.start("127.0.0.1", lambda conn: conn.sendall(b"echo:" + read_all(conn)))
     yield server.getsockname()[1]
     server.close()
 

@@ -21,6 +21,7 @@ import pytest
 from ot_hpc.runner import egress, sshmux
 
 from ..conftest import REPO, wait_for
+from . import tcpserver
 from .private_sshd import PrivateSshd
 
 BODY = b"through the tunnel"
@@ -132,28 +133,17 @@ def counter():
     digest: the client's half-close must reach it, and its answer come back after that."""
     import hashlib
 
-    server = socket.create_server(("127.0.0.9", 0))
-
-    def serve(conn):
-        with conn:
-            digest, total = hashlib.sha256(), 0
-            while True:
-                chunk = conn.recv(1 << 16)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                total += len(chunk)
-            conn.sendall(f"{total} {digest.hexdigest()}".encode() + b"z" * (8 << 20))
-
-    def accept():
+    def count(conn):
+        digest, total = hashlib.sha256(), 0
         while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                break
+            digest.update(chunk)
+            total += len(chunk)
+        conn.sendall(f"{total} {digest.hexdigest()}".encode() + b"z" * (8 << 20))
 
-    threading.Thread(target=accept, daemon=True).start()
+    server = tcpserver.start("127.0.0.9", count)
     yield server.getsockname()[1]
     server.close()
 
