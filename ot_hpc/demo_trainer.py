@@ -7,7 +7,8 @@ and then, as asked through Hydra-style overrides (other keys are accepted and ig
 like SkyRL's own ``trainer.*`` overrides):
 
 - ``demo.fetch_url=http://host:port/path``: fetch it through the SOCKS proxy in
-  ``$ALL_PROXY`` (proving egress through the job's tunnel), from every node's task
+  ``$ALL_PROXY``, with the credentials that URL carries (proving egress through the
+  job's tunnel and its relay's authentication), from every node's task
   and from the driver; ``demo.fetch_attempts=N`` retries (default 1, 0.5 s apart)
 - ``demo.wait_for_file=PATH``: then wait until PATH exists and fetch again (tests kill
   the tunnel in between)
@@ -31,7 +32,7 @@ import os
 import sys
 import time
 from typing import Dict, List, Optional
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 def parse_overrides(argv: List[str]) -> Dict[str, str]:
@@ -45,15 +46,20 @@ def parse_overrides(argv: List[str]) -> Dict[str, str]:
 
 
 def fetch_via_proxy(url: str, proxy: Optional[str], timeout: float = 10.0) -> str:
-    """GET ``url`` through the socks5h:// proxy; return the body's first line."""
-    from ot_hpc.runner.egress import parse_host_port, socks5_connect
+    """GET ``url`` through the socks5h://[user:password@]host:port proxy (the job's relay
+    wants the credentials its URL carries); return the body's first line."""
+    from ot_hpc.runner.egress import Credentials, socks5_connect
 
     if not proxy:
         raise RuntimeError("no ALL_PROXY in the environment: the job has no tunnel")
     parts = urlsplit(url)
-    proxy_host, proxy_port = parse_host_port(urlsplit(proxy).netloc, 1080)
+    via = urlsplit(proxy)
+    credentials = None
+    if via.username is not None:
+        credentials = Credentials(unquote(via.username), unquote(via.password or ""))
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    sock = socks5_connect(proxy_host, proxy_port, parts.hostname or "", port, timeout)
+    sock = socks5_connect(via.hostname or "", via.port or 1080, parts.hostname or "", port, timeout,
+                          credentials)
     with sock:
         path = parts.path or "/"
         if parts.query:
@@ -72,6 +78,12 @@ def fetch_via_proxy(url: str, proxy: Optional[str], timeout: float = 10.0) -> st
     return body.decode("utf-8", "replace").strip().splitlines()[0] if body.strip() else ""
 
 
+def without_credentials(url: Optional[str]) -> str:
+    """The URL without its ``user:password@`` (for messages: a Ray task's error travels)."""
+    parts = urlsplit(url or "")
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def fetch_with_retries(url: str, proxy: Optional[str], attempts: int) -> str:
     last: Exception = RuntimeError("no attempt")
     for attempt in range(max(1, attempts)):
@@ -80,7 +92,7 @@ def fetch_with_retries(url: str, proxy: Optional[str], attempts: int) -> str:
         except Exception as exc:  # noqa: BLE001 - retried, then reported
             last = exc
             time.sleep(0.5)
-    raise RuntimeError(f"fetch {url} through {proxy} failed: {last}")
+    raise RuntimeError(f"fetch {url} through {without_credentials(proxy) or 'no proxy'} failed: {last}")
 
 
 def say(message: str) -> None:
@@ -162,10 +174,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return problem
 
     @ray.remote(num_cpus=0)
-    def on_node(fetch: Optional[str], proxy_url: Optional[str], tries: int):
+    def on_node(fetch: Optional[str], tries: int):
         import socket as _socket
 
         ip = ray.util.get_node_ip_address()
+        # The node's own environment (from `ray start`): the proxy URL and its password
+        # never travel as task arguments.
+        proxy_url = os.environ.get("ALL_PROXY") or os.environ.get("all_proxy")
         body = fetch_with_retries(fetch, proxy_url, tries) if fetch else None
         return ip, _socket.gethostname(), body
 
@@ -175,7 +190,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for node in ray.nodes():
         if node.get("Alive"):
             strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-            refs.append(on_node.options(scheduling_strategy=strategy).remote(url, proxy, attempts))
+            refs.append(on_node.options(scheduling_strategy=strategy).remote(url, attempts))
     try:
         results = ray.get(refs, timeout=120)
     except Exception as exc:  # noqa: BLE001

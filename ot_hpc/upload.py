@@ -171,6 +171,8 @@ def explain(exc: BaseException, repo: str, env: Mapping[str, str]) -> str:
     """One line for a failed upload (classified by class name, across versions)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     proxy = env.get("HTTPS_PROXY") or env.get("ALL_PROXY") or ""
+    scheme, sep, rest = proxy.partition("://")
+    proxy = f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else proxy  # never the proxy's password
     text = _one_line(exc)
     if isinstance(exc, ImportError) and "socks" in text.lower():
         return f"cannot upload to {repo} through the tunnel: {SOCKS_HINT}"

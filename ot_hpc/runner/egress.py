@@ -1,24 +1,41 @@
-"""Phase 2: internet access from the compute nodes.
+"""Phase 2: internet access from the compute nodes, for this job only.
 
 - :func:`probe_tcp`: can this node open a TCP connection to host:port (not ping)?
-- :class:`Tunnel`: ``ssh -N -D <addr>:<port>`` to a login node, on a per-job port bound
-  on the batch node's interconnect address (so Ray workers on other nodes use it too),
-  ready when a SOCKS5 handshake through it succeeds. A watchdog thread restarts a dead
-  ssh with backoff on the same address and port, logging each restart. ssh's output
-  goes to the job log, line by line, never into a variable that becomes a command.
-- :func:`proxy_environment`: ALL_PROXY/HTTPS_PROXY/HTTP_PROXY (socks5h://) and NO_PROXY
-  (loopback and every node of the allocation, so Ray's own gRPC never goes through it).
+- The tunnel (:class:`Tunnel`, :mod:`.tunnel`): an ssh ControlMaster to a login node that
+  forwards no port (:func:`ssh_argv`: nothing of it listens), plus the job's SOCKS5 relay
+  (:mod:`.socks_relay`, :func:`relay_argv`) on the batch node's interconnect address and
+  the job's SOCKS port, so Ray workers on other nodes use it too. The relay accepts only
+  RFC 1929 username/password with credentials made fresh for each run of the job
+  (:func:`new_credentials`) and turns each CONNECT into a stdio forwarding of the ssh
+  master, through a control socket in a directory only we can enter
+  (:func:`private_control_path`). Ready when an authenticated SOCKS5 handshake through
+  the relay succeeds; a watchdog restarts either process with backoff, on the same
+  control path and port.
+- :func:`proxy_environment`: ALL_PROXY/HTTPS_PROXY/HTTP_PROXY
+  (``socks5h://<user>:<password>@<head>:<port>``) and NO_PROXY (loopback and every node
+  of the allocation, so Ray's own gRPC never goes through it). The password reaches the
+  job's processes through their environment (readable by us and root only) and the relay
+  through its stdin, never argv; the job log redacts it (:data:`PASSWORD_LABEL`).
 """
 from __future__ import annotations
 
+import os
+import secrets
 import socket
-import struct
+import tempfile
 import threading
-import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+from urllib.parse import quote
 
-SOCKS_READY_TIMEOUT = 30.0
-BACKOFF_SECONDS = (1, 2, 4, 8, 16, 30)
+from . import socks5
+from .socks5 import Credentials
+from .tunnel import Tunnel, TunnelError
+
+__all__ = ["Credentials", "Tunnel", "TunnelError"]  # re-exported for the runner
+
+PROXY_USER = "ot-hpc"
+PASSWORD_LABEL = "SOCKS_PASSWORD"  # what the job log shows instead: [redacted SOCKS_PASSWORD]
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes; ssh adds ".<16 random characters>" while binding
 
 
 def parse_host_port(text: str, default_port: int = 443) -> Tuple[str, int]:
@@ -56,56 +73,45 @@ def probe_tcp(host: str, port: int, timeout: float = 3.0) -> Optional[str]:
     return result[0]
 
 
-def socks5_handshake(host: str, port: int, timeout: float = 2.0) -> bool:
-    """True when a SOCKS5 server at host:port accepts the no-auth greeting."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            sock.sendall(b"\x05\x01\x00")
-            return _recv_exact(sock, 2) == b"\x05\x00"
-    except OSError:
-        return False
+SHARED_NODE_NOTE = (
+    "The relay still demands this run's password and ssh's control socket stays private (0700), "
+    "but other users there can see the job's processes and ports, may take a port first, and "
+    "reach whatever of the job listens on 127.0.0.1 without authentication (README: shared nodes)")
 
 
-def _recv_exact(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("SOCKS server closed the connection")
-        data += chunk
-    return data
+def shared_node_warning(job_id: str) -> Optional[str]:
+    """A WARNING line when other users' jobs may share the allocation's nodes, else None
+    (:mod:`.sharing`: never fatal)."""
+    from .sharing import shared_nodes
+
+    why = shared_nodes(job_id)
+    return f"WARNING: other users' jobs may share these nodes: {why}. {SHARED_NODE_NOTE}" if why else None
 
 
-def socks5_connect(
-    proxy_host: str, proxy_port: int, dest_host: str, dest_port: int, timeout: float = 10.0
-) -> socket.socket:
+def new_credentials() -> Credentials:
+    """Fresh credentials for one run of the job (128 random bits of password)."""
+    return Credentials(PROXY_USER, secrets.token_hex(16))
+
+
+def socks5_handshake(host: str, port: int, timeout: float = 2.0,
+                     credentials: Optional[Credentials] = None) -> bool:
+    """True when a SOCKS5 server at host:port accepts us (see :func:`.socks5.handshake`)."""
+    return socks5.handshake(host, port, timeout, credentials)
+
+
+def socks5_connect(proxy_host: str, proxy_port: int, dest_host: str, dest_port: int,
+                   timeout: float = 10.0, credentials: Optional[Credentials] = None) -> socket.socket:
     """A socket connected to dest through the SOCKS5 proxy (name resolved by the proxy)."""
-    sock = socket.create_connection((proxy_host, proxy_port), timeout=timeout)
-    try:
-        sock.settimeout(timeout)
-        sock.sendall(b"\x05\x01\x00")
-        if _recv_exact(sock, 2) != b"\x05\x00":
-            raise ConnectionError("SOCKS server refused the no-auth method")
-        name = dest_host.encode("idna")
-        sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack(">H", dest_port))
-        reply = _recv_exact(sock, 4)
-        if reply[1] != 0:
-            raise ConnectionError(f"SOCKS CONNECT to {dest_host}:{dest_port} failed (code {reply[1]})")
-        kind = reply[3]
-        skip = {1: 4, 4: 16}.get(kind)
-        if skip is None:
-            skip = _recv_exact(sock, 1)[0]
-        _recv_exact(sock, skip + 2)
-        return sock
-    except BaseException:
-        sock.close()
-        raise
+    return socks5.connect(proxy_host, proxy_port, dest_host, dest_port, timeout, credentials)
 
 
-def proxy_url(address: str, port: int) -> str:
+def proxy_url(address: str, port: int, credentials: Optional[Credentials] = None) -> str:
+    """``socks5h://[user:password@]host:port``; only the environment gets the credentials."""
     host = f"[{address}]" if ":" in address else address
-    return f"socks5h://{host}:{port}"
+    auth = ""
+    if credentials is not None:
+        auth = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}@"
+    return f"socks5h://{auth}{host}:{port}"
 
 
 def no_proxy_list(nodes: Sequence[str], extra: Sequence[str] = ()) -> str:
@@ -117,9 +123,10 @@ def no_proxy_list(nodes: Sequence[str], extra: Sequence[str] = ()) -> str:
     return ",".join(items)
 
 
-def proxy_environment(address: str, port: int, nodes: Sequence[str], extra: Sequence[str] = ()) -> Dict[str, str]:
+def proxy_environment(address: str, port: int, nodes: Sequence[str], extra: Sequence[str] = (),
+                      credentials: Optional[Credentials] = None) -> Dict[str, str]:
     """The proxy variables for Ray and the trainer (upper and lower case)."""
-    url = proxy_url(address, port)
+    url = proxy_url(address, port, credentials)
     no_proxy = no_proxy_list(nodes, extra)
     env: Dict[str, str] = {}
     for key in ("ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY"):
@@ -133,20 +140,32 @@ def proxy_environment(address: str, port: int, nodes: Sequence[str], extra: Sequ
     return env
 
 
+def private_control_path(base: Optional[str] = None) -> str:
+    """``<new directory, mode 0700, random name>/mux``: where ssh's control socket goes.
+    In ``$TMPDIR`` unless that makes the path too long for a socket, then in /tmp."""
+    base = base or tempfile.gettempdir()
+    if len(os.path.join(base, "ot-hpc-ssh-xxxxxxxx", "mux")) > MAX_SOCKET_PATH:
+        base = "/tmp"
+    return os.path.join(tempfile.mkdtemp(prefix="ot-hpc-ssh-", dir=base), "mux")
+
+
 def ssh_argv(
     login_node: str,
-    bind_address: str,
-    port: int,
+    control_path: str,
     ssh_port: int = 22,
     user: Optional[str] = None,
     key: Optional[str] = None,
     known_hosts: Optional[str] = None,
     alive_interval: int = 15,
 ) -> List[str]:
-    """The tunnel's ssh command (pure)."""
+    """The tunnel's ssh command (pure): a ControlMaster in the foreground that forwards
+    nothing itself (``ClearAllForwardings`` also drops forwardings a user's
+    ~/.ssh/config would add), reached only through its control socket."""
     argv = [
-        "ssh", "-N", "-n", "-D", f"{bind_address}:{port}",
+        "ssh", "-N", "-n", "-M", "-S", control_path,
         "-p", str(ssh_port),
+        "-o", "ControlPersist=no",
+        "-o", "ClearAllForwardings=yes",
         "-o", "BatchMode=yes",
         "-o", "ExitOnForwardFailure=yes",
         "-o", f"ServerAliveInterval={alive_interval}",
@@ -164,150 +183,9 @@ def ssh_argv(
     return argv
 
 
-class TunnelError(Exception):
-    pass
-
-
-class Tunnel:
-    """An ssh SOCKS tunnel driven with ``sh``, kept alive by a watchdog thread."""
-
-    def __init__(
-        self,
-        argv: List[str],
-        bind_address: str,
-        port: int,
-        log: Callable[[str], None],
-        env: Optional[Mapping[str, str]] = None,
-        on_restart: Optional[Callable[[int, int], None]] = None,
-        ready_timeout: float = SOCKS_READY_TIMEOUT,
-        check_interval: float = 1.0,
-    ) -> None:
-        self.argv = list(argv)
-        self.bind_address = bind_address
-        self.port = port
-        self.log = log
-        self.env = dict(env) if env is not None else None
-        self.on_restart = on_restart
-        self.ready_timeout = ready_timeout
-        self.check_interval = check_interval
-        self.restarts = 0
-        self.process = None  # sh.RunningCommand
-        self._stop = threading.Event()
-        self._watchdog: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return proxy_url(self.bind_address, self.port)
-
-    @property
-    def pid(self) -> Optional[int]:
-        proc = self.process
-        return proc.pid if proc is not None else None
-
-    def alive(self) -> bool:
-        proc = self.process
-        return proc is not None and proc.is_alive()
-
-    def _launch(self) -> None:
-        import sh  # ~70 ms: only the code that drives processes imports it
-
-        sink = self.log
-        self.process = sh.Command(self.argv[0])(
-            *self.argv[1:],
-            _bg=True, _bg_exc=False, _new_session=True, _tty_out=False,
-            _out=lambda line: sink(f"ssh: {line.rstrip()}") if line.strip() else None,
-            _err=lambda line: sink(f"ssh: {line.rstrip()}") if line.strip() else None,
-            _env=self.env, _ok_code=list(range(256)), _decode_errors="replace",
-        )
-
-    def _wait_ready(self, timeout: float) -> float:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if socks5_handshake(self.bind_address, self.port, timeout=1.0):
-                return time.monotonic() - start
-            if not self.alive():
-                code = self._exit_code()
-                raise TunnelError(f"ssh to {self.argv[-1]} exited with code {code} before the SOCKS port answered")
-            time.sleep(0.05)
-        raise TunnelError(f"SOCKS port {self.bind_address}:{self.port} did not answer within {timeout:g} s")
-
-    def _exit_code(self) -> Optional[int]:
-        proc = self.process
-        if proc is None:
-            return None
-        try:
-            return proc.exit_code
-        except Exception:  # sh raises for signals
-            return None
-
-    def start(self) -> float:
-        """Start ssh; return the seconds until SOCKS answered. Raises TunnelError."""
-        with self._lock:
-            self._launch()
-            try:
-                return self._wait_ready(self.ready_timeout)
-            except TunnelError:
-                self._kill()
-                raise
-
-    def start_watchdog(self) -> None:
-        self._watchdog = threading.Thread(target=self._watch, name="tunnel-watchdog", daemon=True)
-        self._watchdog.start()
-
-    def _watch(self) -> None:
-        failures = 0
-        while not self._stop.wait(self.check_interval):
-            if self.alive() and socks5_handshake(self.bind_address, self.port, timeout=2.0):
-                failures = 0
-                continue
-            if self._stop.is_set():
-                return
-            why = "ssh is not running" if not self.alive() else "SOCKS handshake failed"
-            delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-            failures += 1
-            code = self._exit_code() if not self.alive() else None
-            self.log(f"tunnel down ({why}{'' if code is None else f', exit code {code}'}); "
-                     f"restart #{self.restarts + 1} in {delay} s")
-            if self._stop.wait(delay):
-                return
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                self._kill()
-                try:
-                    self._launch()
-                    seconds = self._wait_ready(self.ready_timeout)
-                except TunnelError as exc:
-                    self.log(f"tunnel restart #{self.restarts + 1} failed: {exc}")
-                    continue
-            self.restarts += 1
-            failures = 0
-            self.log(f"tunnel restarted (#{self.restarts}, ssh pid {self.pid}); SOCKS ready after {seconds:.2f} s")
-            if self.on_restart:
-                try:
-                    self.on_restart(self.restarts, self.pid or 0)
-                except Exception:
-                    pass
-
-    def _kill(self) -> None:
-        proc = self.process
-        if proc is None:
-            return
-        try:
-            if proc.is_alive():
-                proc.terminate()
-                deadline = time.monotonic() + 2
-                while proc.is_alive() and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if proc.is_alive():
-                    proc.kill()
-        except Exception:
-            pass
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._watchdog is not None:
-            self._watchdog.join(timeout=5)
-        with self._lock:
-            self._kill()
+def relay_argv(python: str, bind_address: str, port: int, control_path: str,
+               user: str = PROXY_USER) -> List[str]:
+    """The relay's command (pure; the password goes to its stdin, never here)."""
+    host = f"[{bind_address}]" if ":" in bind_address else bind_address
+    return [python, "-m", "ot_hpc.runner.socks_relay", "--listen", f"{host}:{port}",
+            "--control", control_path, "--user", user]

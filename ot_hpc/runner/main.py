@@ -182,27 +182,44 @@ class Runner:
         if key and not os.path.isfile(key):
             raise PhaseError(f"SSH_KEY {key} does not exist", EXIT_EGRESS)
         bind = self.addresses[self.job.batch_node]
-        argv = egress.ssh_argv(login, bind, self.plan.tunnel, spec.ssh_port, spec.ssh_user, key,
-                               self.env.get(SSH_KNOWN_HOSTS_VAR) or None)
-        self.tunnel = egress.Tunnel(argv, bind, self.plan.tunnel, lambda m: self.log.line("tunnel", m),
-                                    env=self.tunnel_environment(), on_restart=self._tunnel_restarted)
+        self.tunnel = self._new_tunnel(login, bind)
         target = f"{spec.ssh_user + '@' if spec.ssh_user else ''}{login}:{spec.ssh_port}"
+        warning = egress.shared_node_warning(self.job.job_id)
+        if warning:
+            self.log.line("egress", warning)
         try:
             seconds = self.tunnel.start()
         except egress.TunnelError as exc:
             raise PhaseError(f"SSH tunnel to {target} failed: {exc}", EXIT_EGRESS)
         self.log.line("egress", f"SOCKS tunnel {self.tunnel.url} via {target} ready after {seconds:.2f} s "
-                                f"(ssh pid {self.tunnel.pid})")
+                                f"(ssh pid {self.tunnel.pid}, relay pid {self.tunnel.relay_pid}; "
+                                f"username/password required)")
         self.tunnel.start_watchdog()
         extra = list(self.addresses.values())
         extra += [interconnect_hostname(self.cluster, n) for n in self.job.nodes]
-        self.env.update(egress.proxy_environment(bind, self.plan.tunnel, self.job.nodes, extra))
-        self.state.update(tunnel=self.tunnel.url, details={"tunnel_pid": self.tunnel.pid})
+        credentials = self.tunnel.credentials
+        self.env.update(egress.proxy_environment(bind, self.plan.tunnel, self.job.nodes, extra, credentials))
+        self.state.update(tunnel=self.tunnel.url, details={"tunnel_pid": self.tunnel.pid,
+                                                          "relay_pid": self.tunnel.relay_pid})
         try:
-            egress.socks5_connect(bind, self.plan.tunnel, host, port, timeout=5.0).close()
+            egress.socks5_connect(bind, self.plan.tunnel, host, port, 5.0, credentials).close()
             self.log.line("egress", f"{host}:{port} reachable through the tunnel (answered via {target})")
         except OSError as exc:
             self.log.line("egress", f"WARNING: {host}:{port} not reachable through the tunnel: {exc}")
+
+    def _new_tunnel(self, login: str, bind: str) -> egress.Tunnel:
+        """ssh master + the relay that demands this run's fresh password (redacted from
+        the log; in the job's environment and the relay's stdin only, never in argv)."""
+        spec = self.spec
+        credentials = egress.new_credentials()
+        self.log.redactor.add(egress.PASSWORD_LABEL, credentials.password)
+        control = egress.private_control_path()
+        argv = egress.ssh_argv(login, control, spec.ssh_port, spec.ssh_user, spec.ssh_key,
+                               self.env.get(SSH_KNOWN_HOSTS_VAR) or None)
+        relay = egress.relay_argv(sys.executable, bind, self.plan.tunnel, control)
+        return egress.Tunnel(argv, relay, control, bind, self.plan.tunnel, credentials,
+                             lambda m: self.log.line("tunnel", m), env=self.tunnel_environment(),
+                             on_restart=self._tunnel_restarted, halt=self.stop_event)
 
     def tunnel_environment(self) -> Dict[str, str]:
         """The job's environment less the secrets: ssh needs none of them, and a user's
@@ -210,8 +227,9 @@ class Runner:
         secret = set(self.secret_keys)
         return {k: v for k, v in self.env.items() if k not in secret}
 
-    def _tunnel_restarted(self, restarts: int, pid: int) -> None:
-        self.state.update(tunnel_restarts=restarts, details={"tunnel_pid": pid})
+    def _tunnel_restarted(self, tunnel: egress.Tunnel) -> None:
+        self.state.update(tunnel_restarts=tunnel.restarts + tunnel.relay_restarts,
+                          details={"tunnel_pid": tunnel.pid, "relay_pid": tunnel.relay_pid})
 
     def phase_ray(self) -> None:
         self.state.update(phase="ray")
@@ -314,7 +332,8 @@ class Runner:
                           + (f" (killed after {RAY_STOP_GRACE:g} s: {', '.join(killed)})" if killed else ""))
         if self.tunnel is not None:
             self.tunnel.stop()
-            self.log.line("shutdown", f"tunnel closed ({self.tunnel.restarts} restart(s) during the job)")
+            self.log.line("shutdown", f"tunnel closed ({self.tunnel.restarts} restart(s) of ssh, "
+                                      f"{self.tunnel.relay_restarts} of the relay during the job)")
         left = shutdown.sweep(self.marker, grace=1.0)
         if left:
             self.log.line("shutdown", f"killed {len(left)} leftover process(es) of this job on {self.job.batch_node}")

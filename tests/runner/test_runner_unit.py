@@ -2,6 +2,7 @@
 tunnel gets no secrets, a finished trainer is never requeued, custom Ray resources."""
 import io
 import json
+import os
 import signal
 
 import pytest
@@ -60,18 +61,24 @@ def test_tunnel_gets_an_environment_without_secrets(tmp_path, monkeypatch):
     seen = {}
 
     class FakeTunnel:
-        def __init__(self, argv, bind, port, log, env=None, on_restart=None):
-            seen["env"] = env
+        def __init__(self, argv, relay_argv, control, bind, port, credentials, log, env=None, **_kw):
+            seen.update(env=env, argv=argv, relay=relay_argv, credentials=credentials, control=control)
 
         def start(self):
             raise egress.TunnelError("no ssh in this test")
 
     monkeypatch.setattr(egress, "Tunnel", FakeTunnel)
+    monkeypatch.setattr(egress, "shared_node_warning", lambda job_id: None)
     with pytest.raises(PhaseError):
         runner.phase_egress()
     assert seen["env"]["KEEP"] == "1" and seen["env"]["PATH"] == "/usr/bin:/bin"
     assert "HF_TOKEN" not in seen["env"] and "WANDB_API_KEY" not in seen["env"]
     assert SECRET not in json.dumps(seen["env"])
+    # This run's proxy password: never in argv or ssh's environment, always redacted in the log.
+    password = seen["credentials"].password
+    assert password not in " ".join(seen["argv"] + seen["relay"]) + json.dumps(seen["env"])
+    assert password not in runner.log.redactor(f"ALL_PROXY=socks5h://ot-hpc:{password}@127.0.0.2:1")
+    os.rmdir(os.path.dirname(seen["control"]))
 
 
 def test_usr2_after_a_successful_trainer_is_not_requeued(tmp_path, monkeypatch):
