@@ -130,7 +130,7 @@ def run_recipe(recipe: str, nodes: int, workdir: str) -> float:
     if recipe.startswith("runner"):
         extra = {"OT_HPC_NODE_AGENT_FORK": "0"} if recipe == "runner-nofork" else {}
         spec = JobSpec(job_name=f"runnertest-bench-{nodes}", cluster="local", num_nodes=nodes,
-                       experiments_dir=workdir, python=PY, entrypoint_module="ot_hpc.demo_trainer",
+                       experiments_dir=workdir, trainer_python=PY, entrypoint_module="ot_hpc.demo_trainer",
                        needs_tunnel=False, environment={"PYTHONPATH": REPO, **extra},
                        shutdown_grace_seconds=3)
         spec_path = os.path.join(workdir, f"spec-{tag}.json")
