@@ -18,6 +18,8 @@ like SkyRL's own ``trainer.*`` overrides):
   tokenizer.json, plus an FSDP shard that must never be uploaded)
 - ``demo.exit_code=N``: exit with N (default 0); ``demo.fail_on_restart=false`` exits 0
   from the second run on (``$SLURM_RESTART_COUNT`` > 0)
+- ``demo.ray_init=skyrl``: connect as SkyRL does, ``ray.init(runtime_env=...)`` with no
+  address (Ray takes ``$RAY_ADDRESS``, and its token from the environment the runner set)
 """
 from __future__ import annotations
 
@@ -132,7 +134,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     address = os.environ.get("RAY_ADDRESS")
     started = time.monotonic()
-    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    if demo.get("ray_init") == "skyrl":
+        ray.init(runtime_env={"env_vars": {"OT_HPC_DEMO_STYLE": "skyrl"}}, logging_level="ERROR",
+                 log_to_driver=False)
+    else:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     say(f"connected to Ray at {address} in {time.monotonic() - started:.2f} s")
     problem = check_nodes(ray)
     if problem:
