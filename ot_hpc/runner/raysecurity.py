@@ -102,8 +102,9 @@ class RaySecurity:
         auth = ("token authentication on (a fresh token per run, 0600)" if self.token
                 else "NO authentication")
         client = "Ray Client server on (ray://)" if self.client_server else "no Ray Client server"
-        return (f"{auth}; dashboard on 127.0.0.1 only; {client}; Prometheus metrics off; "
-                f"private directory {self.private_dir} (0700)")
+        return (f"{auth}; dashboard on 127.0.0.1 only; {client}; Ray's unauthenticated metrics "
+                f"endpoints off unless the job's environment turns them on; private directory "
+                f"{self.private_dir} (0700)")
 
 
 def decide_auth(mode: str, version: Optional[str], python: str) -> Tuple[bool, Optional[str]]:

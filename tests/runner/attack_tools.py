@@ -68,8 +68,8 @@ def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
 
 
-def _read_exact(stream, count: int) -> bytes:
-    data = stream.read(count)  # a buffered socket file: all ``count`` bytes, or fewer at EOF
+def _read_exact(reader, count: int) -> bytes:
+    data = reader.read(count)  # a buffered socket file: all ``count`` bytes, or fewer at EOF
     if data is None or len(data) < count:
         raise EOFError("closed")
     return data
@@ -86,12 +86,12 @@ def grpc_call(host: str, port: int, path: str, token=None, timeout: float = 3.0)
         sock.sendall(PREFACE + _frame(SETTINGS, 0, 0) + _frame(HEADERS, END_HEADERS, 1, headers)
                      + _frame(DATA, END_STREAM, 1, b"\x00\x00\x00\x00\x00"))
         received, status = 0, None
-        stream = sock.makefile("rb")
+        reader = sock.makefile("rb")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                head = _read_exact(stream, 9)
-                payload = _read_exact(stream, struct.unpack(">I", b"\x00" + head[:3])[0])
+                head = _read_exact(reader, 9)
+                payload = _read_exact(reader, struct.unpack(">I", b"\x00" + head[:3])[0])
             except (EOFError, OSError):
                 break
             kind, flags, stream = head[3], head[4], struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
