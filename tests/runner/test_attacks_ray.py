@@ -20,7 +20,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -32,14 +31,14 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from ot_hpc.runner import shutdown
 from ot_hpc.runner.cluster_check import cluster_of
-from ot_hpc.runner.ports import LOCK_NAMESPACE, PortLock, plan_ports, worker_port_count
+from ot_hpc.runner.ports import PortLock, plan_ports, worker_port_count
 from ot_hpc.runner.ray_cluster import node_address, nodes_share_host
 from ot_hpc.scheduler import JobState, get_scheduler
 
 from ..conftest import wait_for
 from . import attack_tools
+from .jobscan import Listener, job_processes, listeners, node_namespaces
 from .test_runner_slurm import JOB_TIMEOUT, Job, experiments, ray_available, submit  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "ray_available")]
@@ -98,22 +97,6 @@ for path in sys.argv[1:]:
 
 
 # ---- the attacker -----------------------------------------------------------------------
-def node_namespaces() -> Dict[str, int]:
-    """node name -> a pid in that node's network namespace (its slurmd), one per namespace."""
-    found: Dict[str, int] = {}
-    seen = set()
-    for entry in os.listdir("/proc"):
-        try:
-            argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            netns = os.readlink(f"/proc/{entry}/ns/net")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"slurmd" and b"-N" in argv and netns not in seen:
-            seen.add(netns)
-            found[argv[argv.index(b"-N") + 1].decode()] = int(entry)
-    return found
-
-
 @dataclass
 class Attacker:
     python: str
@@ -183,74 +166,6 @@ def attacker(tmp_path_factory):
     os.chmod(tools, 0o755)
     yield Attacker(python, purelib, tools)
     shutil.rmtree(tools, ignore_errors=True)
-
-
-# ---- the job's processes and sockets ------------------------------------------------------
-def job_processes(marker: str) -> List[int]:
-    """Every process carrying the job's marker, and all their descendants (Ray's agents and
-    workers overwrite their environment with their title, so the marker alone misses them)."""
-    parents: Dict[int, int] = {}
-    for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
-        try:
-            data = open(f"/proc/{entry}/stat", "rb").read()
-            parents[int(entry)] = int(data[data.rindex(b")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found = set(shutdown.marked_processes(marker))
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in found and pid not in found:
-                found.add(pid)
-                grew = True
-    return sorted(found)
-
-
-def _listen_table(pid: int) -> Dict[int, Tuple[str, int]]:
-    """inode -> (address, port) of the LISTEN sockets in ``pid``'s network namespace."""
-    table = {}
-    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        try:
-            lines = open(f"/proc/{pid}/net/{name}").read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] != "0A":
-                continue
-            raw, port = fields[1].split(":")
-            data = bytes.fromhex(raw)
-            data = b"".join(data[i:i + 4][::-1] for i in range(0, len(data), 4))
-            table[int(fields[9])] = (socket.inet_ntop(family, data), int(port, 16))
-    return table
-
-
-@dataclass(frozen=True)
-class Listener:
-    pid: int
-    command: str
-    address: str
-    port: int
-
-
-def listeners(pids: List[int]) -> List[Listener]:
-    found = []
-    for pid in pids:
-        table = _listen_table(pid)
-        try:
-            command = os.path.basename(open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode())
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:[") and int(link[8:-1]) in table:
-                found.append(Listener(pid, command, *table[int(link[8:-1])]))
-    return found
 
 
 # ---- the attacked job ------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from ot_hpc.scheduler import JobState
 
-from .test_runner_slurm import Job, experiments, ray_available, submit  # noqa: F401
+from .test_runner_slurm import experiments, ray_available, submit  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "ray_available")]
 OLD = {"OT_HPC_FAULT_RAY_VERSION": "2.51.1"}
