@@ -24,6 +24,8 @@ like SkyRL's own ``trainer.*`` overrides):
   tokenizer.json, plus an FSDP shard that must never be uploaded)
 - ``demo.exit_code=N``: exit with N (default 0); ``demo.fail_on_restart=false`` exits 0
   from the second run on (``$SLURM_RESTART_COUNT`` > 0)
+- ``demo.ray_init=skyrl``: connect as SkyRL does, ``ray.init(runtime_env=...)`` with no
+  address (Ray takes ``$RAY_ADDRESS``, and its token from the environment the runner set)
 """
 from __future__ import annotations
 
@@ -167,7 +169,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.monotonic()
     progress_line = demo.get("skyrl_progress")
     in_ray = demo.get("progress_in_ray", "false").lower() == "true"
-    ray.init(address=address, logging_level="ERROR", log_to_driver=bool(progress_line and in_ray))
+    log_to_driver = bool(progress_line and in_ray)
+    if demo.get("ray_init") == "skyrl":
+        # as SkyRL does: no address (RAY_ADDRESS from the environment), a runtime_env
+        ray.init(runtime_env={"env_vars": {"OT_HPC_DEMO_STYLE": "skyrl"}}, logging_level="ERROR",
+                 log_to_driver=log_to_driver)
+    else:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
     say(f"connected to Ray at {address} in {time.monotonic() - started:.2f} s")
     problem = check_nodes(ray)
     if problem:

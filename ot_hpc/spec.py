@@ -78,6 +78,10 @@ class JobSpec:
     # Custom Ray resources every node registers (``ray start --resources``): a JSON object
     # text such as '{"vllm_instance": 1}'; "" = none.
     ray_resources: str = ""
+    # Ray token authentication (ot_hpc.rayauth): "auto" or "required"; the Ray Client
+    # server (ray://) only when asked for.
+    ray_auth: str = "auto"
+    ray_client_server: bool = False
 
     @property
     def logs_dir(self) -> str:

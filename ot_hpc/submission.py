@@ -160,6 +160,8 @@ def build_from_job(job: ValidatedJob, environ: Mapping[str, str],
         upload_private=job.upload_private,
         upload_path=job.upload_path if job.upload_repo else None,
         ray_resources=job.ray_resources,
+        ray_auth=job.ray_auth,
+        ray_client_server=job.ray_client_server,
         cluster_facts=to_facts(job.cluster),
     )
     log_pattern = os.path.join(spec.logs_dir, f"{job.job_name}_%j.log")

@@ -255,3 +255,24 @@ def test_list_configs_names_the_job_configs(tmp_path):
     names = result.stdout.split()
     assert "mine.env" in names and "gsm8k.env" in names and "demo.env" in names
     assert "jsc.env" not in names  # site env files are not job configs
+
+
+def test_a_ray_without_token_auth_is_one_warning_line_or_refused(slurm_cluster, workdir):
+    """TRAINER_PYTHON's Ray is 2.51.1 (skyrl-train 0.3.1's pin): one line naming the version
+    and the risk; RAY_AUTH=required makes it an error (exit 2)."""
+    old = workdir / "oldray" / "bin" / "python"
+    old.parent.mkdir(parents=True)
+    old.write_text("#!/bin/sh\necho 2.51.1\n")
+    old.chmod(0o755)
+    base = ["--config", "demo.env", "--cluster", "local", "--experiments-dir", str(workdir / "exp"),
+            "--trainer-python", str(old), "--dry-run"]
+    cache = {"XDG_CACHE_HOME": str(workdir / "cache")}
+    result = ot_submit(base, cwd=workdir, extra_env=cache)
+    assert result.returncode == 0, result.stderr
+    lines = [l for l in result.stderr.splitlines() if "2.51.1" in l]
+    assert len(lines) == 1 and lines[0].startswith("warning: Ray 2.51.1"), result.stderr
+    assert "no token authentication" in lines[0] and "run code as you" in lines[0]
+    refused = ot_submit(base + ["--ray-auth", "required"], cwd=workdir, extra_env=cache)
+    assert refused.returncode == 2
+    errors = [l for l in refused.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: RAY_AUTH="), refused.stderr

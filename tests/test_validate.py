@@ -300,3 +300,33 @@ def test_unknown_partition_names_the_ones_that_exist(world):
     assert result.problems[0].line().endswith("no such partition on this cluster; choose one of debug, gpu")
     # Without a list, an unknown partition is left to Slurm.
     assert run(world, {**BASE, "PARTITION": "nosuch"}, limits=PartitionLimits("nosuch", exists=False)).ok
+
+
+def _old_ray_python(tmp):
+    """A TRAINER_PYTHON whose Ray is 2.51.1 (skyrl-train 0.3.1's pin): it answers the probe."""
+    script = tmp / "oldray" / "bin" / "python"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\necho 2.51.1\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_ray_without_token_auth_warns_or_is_refused(world, monkeypatch):
+    tmp = world[0]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
+    values = {**BASE, "TRAINER_PYTHON": _old_ray_python(tmp)}
+    result = run(world, values)
+    assert result.ok and result.job.ray_auth == "auto" and not result.job.ray_client_server
+    lines = [w for w in result.warnings if "Ray 2.51.1" in w]
+    assert len(lines) == 1 and "no token authentication" in lines[0] and "run code as you" in lines[0]
+    refused = run(world, {**values, "RAY_AUTH": "required"})
+    assert fields(refused) == ["RAY_AUTH"]
+    assert "Ray 2.51.1" in refused.problems[0].line() and "ray>=2.52" in refused.problems[0].line()
+    assert fields(run(world, {**BASE, "RAY_AUTH": "sometimes"})) == ["RAY_AUTH"]
+
+
+def test_ray_auth_settings_reach_the_job(world):
+    result = run(world, {**BASE, "RAY_AUTH": "required", "RAY_CLIENT_SERVER": "true"})
+    assert result.ok, [p.line() for p in result.problems]  # this Python's Ray (2.60) has it
+    assert result.job.ray_auth == "required" and result.job.ray_client_server is True
+    assert not [w for w in result.warnings if "token authentication" in w]

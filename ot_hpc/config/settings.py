@@ -136,6 +136,13 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("RAY_RESOURCES", "--ray-resources", "str", "custom Ray resources every node "
             "registers (`ray start --resources`), a JSON object of name -> non-negative "
             "number, e.g. '{\"vllm_instance\": 1}' (empty: none)", default="", group="tunnel"),
+    Setting("RAY_AUTH", "--ray-auth", "choice", "Ray token authentication (a fresh token "
+            "per run): auto = on where the trainer's Ray has it (>= 2.52), else the job runs "
+            "without it after a warning; required = refuse a Ray without it",
+            default="auto", choices=("auto", "required"), group="tunnel"),
+    Setting("RAY_CLIENT_SERVER", "--ray-client-server", "bool", "start Ray's Client server "
+            "(ray://, token-authenticated, needs grpcio) on the head node", default="false",
+            group="tunnel"),
     Setting("SHUTDOWN_GRACE", "--shutdown-grace", "int", "seconds between SIGTERM and "
             "SIGKILL when stopping the trainer; keep it below Slurm's KillWait (commonly "
             "30 s), or Slurm SIGKILLs the runner before it has stopped Ray", default="15",

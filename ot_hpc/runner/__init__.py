@@ -9,6 +9,9 @@ environment -> egress -> ray -> training -> shutdown. Modules have one job each:
 - :mod:`.egress`     TCP probe, SOCKS5 client, the SSH SOCKS tunnel and its watchdog
 - :mod:`.ports`      the job-unique Ray port plan (pure) and its bind/lock check
 - :mod:`.ray_cluster` head + workers (srun --overlap), readiness from the GCS
+- :mod:`.raysecurity` the job's Ray token (per run, 0600, environment not argv), what
+  listens where, ``RAY_AUTH`` for a Ray without token authentication
+- :mod:`.private`    private directories and files (fresh, 0700/0600, never reused)
 - :mod:`.node_agent` what runs on each node: waits for the head, runs ``ray start --block``,
   cleans up its node on exit
 - :mod:`.raypoll`    the readiness poller (a child process that imports Ray)

@@ -8,7 +8,8 @@ code    meaning
 0       the trainer succeeded (and the upload, when one was asked for)
 1       an internal error of the runner (a bug: the log has one line naming it)
 2       the spec or the environment: unreadable or newer spec, wrong cluster,
-        activation failed, the trainer's Python cannot import ot_hpc
+        activation failed, the trainer's Python cannot import ot_hpc, no private
+        directory, no free block of ports, RAY_AUTH=required with a Ray < 2.52
 3       egress: a tunnel was needed and could not be opened
 4       Ray did not come up on every node in time
 5       the trainer succeeded but the requested upload failed (never requeued)
@@ -17,7 +18,8 @@ other   the trainer's own exit code
 ======  ==========================================================================
 
 A node agent (``python -m ot_hpc.runner.node_agent``, one per node) exits with
-:data:`AGENT_PORTS_BUSY` or :data:`AGENT_HEAD_UNREACHABLE` (else Ray's own code); the
+:data:`AGENT_PORTS_BUSY`, :data:`AGENT_HEAD_UNREACHABLE` or :data:`AGENT_PRIVATE_DIR`
+(else Ray's own code); the
 runner turns a failed agent into :data:`EXIT_RAY`. The activation script (``bash -c``, see
 :mod:`ot_hpc.runner.envload`) exits 11-14 for the step that failed; the runner turns
 those into :data:`EXIT_ENV`.
@@ -35,6 +37,7 @@ EXIT_SIGNAL_BASE = 128
 # Node agents.
 AGENT_PORTS_BUSY = 3
 AGENT_HEAD_UNREACHABLE = 4
+AGENT_PRIVATE_DIR = 5  # its private directory or token file could not be made safely
 
 # The activation script's steps.
 ACTIVATION_MODULE_LOAD = 11

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
@@ -24,9 +23,10 @@ import time
 from typing import Dict, List, Mapping, Optional
 
 from ..cluster_facts import Cluster, interconnect_hostname
+from ..rayauth import installed_ray_version
 from ..runstate import RunState
 from ..spec import JobSpec, read_spec
-from . import egress, requeue, shutdown
+from . import egress, raysecurity, requeue, shutdown
 from .cluster_check import check_host, cluster_of
 from .envload import load_environment
 from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_SIGNAL_BASE, EXIT_UPLOAD
@@ -34,6 +34,7 @@ from .jobenv import JobEnvironment, NotInSlurmJob
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
 from .progress_report import ProgressReport
+from .private import remove_private_dir
 from .statefile import StateFile
 from .ray_cluster import RayCluster, Stopped, node_address, nodes_share_host, parse_ray_resources
 from .trainer import Trainer
@@ -69,6 +70,7 @@ class Runner:
         self.shared_host = False
         self.tunnel: Optional[egress.Tunnel] = None
         self.ray: Optional[RayCluster] = None
+        self.security: Optional[raysecurity.RaySecurity] = None
         self.trainer: Optional[Trainer] = None
         self.upload_failed = False
         self.secret_keys: tuple = ()  # names from the secret env file (values never kept here)
@@ -127,27 +129,33 @@ class Runner:
             f"batch node {job.batch_node}; CPUs per node {'/'.join(str(c) for c in job.cpus_per_node)}; "
             f"GPUs per node {job.gpus_per_node}; restart {job.restart_count} of {spec.max_restarts}"))
         self.log.line("environment", "node addresses: " + ", ".join(f"{n}={a}" for n, a in self.addresses.items()))
-        self.check_trainer_python()
+        self.security = raysecurity.setup(spec, self.check_trainer_python(), self.env, self.log)
+        self.state.update(details={"private_dir": self.security.private_dir})
         workers = worker_port_count(max(job.cpus_per_node))
-        self.plan, self.port_lock, skipped = choose_plan(job.job_id, job.num_nodes, self.shared_host, workers)
+        try:
+            self.plan, self.port_lock, skipped = choose_plan(job.job_id, job.num_nodes, self.shared_host, workers)
+        except RuntimeError as exc:
+            raise PhaseError(str(exc), EXIT_ENV)
         for attempt, busy in skipped.items():
-            why = "claimed by another ot-hpc job" if busy == [-1] else f"busy ports {busy}"
+            why = "claimed by another job (its lock name is taken)" if busy == [-1] else f"busy ports {busy}"
             self.log.line("environment", f"port block {attempt} skipped: {why}")
         self.log.line("environment", f"Ray port block {self.plan.describe()} (GCS {self.plan.gcs}, "
                                      f"dashboard {self.plan.dashboard}, SOCKS {self.plan.tunnel})"
                                      + (", nodes share one host" if self.shared_host else ""))
         self.state.update(details={"ports": self.plan.describe(), "nodes": dict(self.addresses)})
 
-    def check_trainer_python(self) -> None:
+    def check_trainer_python(self) -> Optional[str]:
         """The Ray node agents and the readiness poller run under the trainer's Python
-        (the one whose Ray starts the cluster): it must import ot_hpc too."""
+        (the one whose Ray starts the cluster): it must import ot_hpc too. Returns the
+        version of its Ray (None when unknown), from the same one subprocess."""
         python = self.spec.trainer_python
         if os.path.realpath(python) == os.path.realpath(sys.executable):
-            return
+            return installed_ray_version()
         import subprocess
 
+        probe = "import ot_hpc.runner.node_agent\nfrom ot_hpc.rayauth import installed_ray_version as v\nprint(v() or '')"
         try:
-            done = subprocess.run([python, "-c", "import ot_hpc.runner.node_agent"], env=self.env,
+            done = subprocess.run([python, "-c", probe], env=self.env,
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise PhaseError(f"cannot run the trainer's Python {python}: {exc}", EXIT_ENV)
@@ -155,6 +163,8 @@ class Runner:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise PhaseError(f"the trainer's Python {python} cannot import ot_hpc ({last}): install "
                              f"ot-hpc into that environment or add its directory to EXTRA_PYTHONPATH", EXIT_ENV)
+        lines = done.stdout.strip().splitlines()
+        return lines[-1].strip() if lines and lines[-1].strip() else None
 
     def phase_egress(self) -> None:
         spec = self.spec
@@ -240,7 +250,7 @@ class Runner:
         ray_env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
         self.ray = RayCluster(
             self.job, self.plan, self.addresses, ray_env, self.log, self.spec.trainer_python,
-            float(self.spec.ray_join_timeout_seconds), self.shared_host,
+            float(self.spec.ray_join_timeout_seconds), self.shared_host, self.security,
             on_progress=lambda ready, total: self.state.update(nodes_ready=ready),
             resources=resources,
         )
@@ -253,7 +263,7 @@ class Runner:
 
     def phase_training(self) -> int:
         self.state.update(phase="training")
-        env = dict(self.env)
+        env = self.security.driver_environment(self.env)  # RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH
         env["RAY_ADDRESS"] = self.ray.gcs_address
         env["OT_HPC_RAY_EXPECTED"] = json.dumps(self.ray.expected(), sort_keys=True)
         argv = self.spec.trainer_argv()
@@ -337,10 +347,8 @@ class Runner:
         left = shutdown.sweep(self.marker, grace=1.0)
         if left:
             self.log.line("shutdown", f"killed {len(left)} leftover process(es) of this job on {self.job.batch_node}")
-        if self.ray is not None and os.environ.get("OT_HPC_KEEP_RAY_TEMP") != "1":
-            for path in self.ray.temp_dirs.values():  # the agents remove theirs; this is the backstop
-                if self.shared_host or path == self.ray.temp_dirs[self.job.batch_node]:
-                    shutil.rmtree(path, ignore_errors=True)
+        if self.security is not None and os.environ.get("OT_HPC_KEEP_RAY_TEMP") != "1":
+            remove_private_dir(self.security.private_dir)  # the agents remove theirs; the backstop
         if self.port_lock is not None:
             self.port_lock.release()
 

@@ -4,22 +4,26 @@
 1. Workers wait until the head's GCS port accepts connections (polled every 50 ms, so
    ``srun`` and Python start-up overlap the head's start; no sleeps).
 2. Checks that this node's Ray ports bind (two jobs on one node never share one).
-3. Runs ``ray start --block`` in its own session, with ``OT_HPC_NODE_MARKER`` set so
-   every Ray process of this node can be found again.
-4. On SIGTERM/SIGINT/SIGHUP/SIGUSR2 (the runner, srun forwarding scancel, the time
+3. Makes this node's private directory (:func:`.raysecurity.prepare_node`: fresh,
+   unpredictable, 0700; inside ``--private-root`` when given), the node-local copy of the
+   job's Ray token (0600, from the environment), and Ray's ``--temp-dir`` in it.
+4. Runs ``ray start --block`` in its own session, with ``OT_HPC_NODE_MARKER`` set so
+   every Ray process of this node can be found again, ``RAY_AUTH_MODE=token`` and
+   ``RAY_AUTH_TOKEN_PATH`` (never the token itself).
+5. On SIGTERM/SIGINT/SIGHUP/SIGUSR2 (the runner, srun forwarding scancel, the time
    limit) or when Ray exits: SIGTERM Ray's process group, SIGKILL it after a grace
    period, then kill whatever still carries this node's marker (Ray daemons that left
-   the group). Never ``ray stop``: that would hit other users' Ray on a shared node.
+   the group), and remove the private directory. Never ``ray stop``: that would hit
+   other users' Ray on a shared node.
 
 Usage: ``python -m ot_hpc.runner.node_agent [--wait-for HOST:PORT] [--wait-timeout S]
-[--check-ports A-B,C,...] [--grace S] --node NAME -- <ray argv>``
+[--check-ports A-B,C,...] [--grace S] [--private-root DIR] --node NAME -- <ray argv>``
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,8 +32,10 @@ import time
 from typing import List, Optional
 
 from . import shutdown
-from .exit_codes import AGENT_HEAD_UNREACHABLE, AGENT_PORTS_BUSY
+from .exit_codes import AGENT_HEAD_UNREACHABLE, AGENT_PORTS_BUSY, AGENT_PRIVATE_DIR
 from .ports import busy_ports
+from .private import remove_private_dir
+from .raysecurity import NodePrivate, prepare_node
 
 NODE_MARKER_VAR = "OT_HPC_NODE_MARKER"
 
@@ -81,7 +87,7 @@ def adjust_ray_argv(argv: List[str]) -> List[str]:
     """Drop what this environment's Ray cannot start: ``--ray-client-server-port`` without
     Ray Client's dependency (grpcio), the dashboard without ``ray[default]`` (both are
     refused by ``ray start`` instead of being skipped)."""
-    out = list(argv)
+    out = [a for a in argv if not a.startswith("--temp-dir")]  # the agent's own, added later
     if not has_module("grpc"):
         out = [a for a in out if not a.startswith("--ray-client-server-port")]
     if not dashboard_available():
@@ -172,6 +178,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--wait-timeout", type=float, default=300.0)
     parser.add_argument("--check-ports", default="")
     parser.add_argument("--grace", type=float, default=1.0)
+    parser.add_argument("--private-root", default=None,
+                        help="make this node's private directory in this one (the runner's, "
+                             "when the agent shares its host), else under $TMPDIR or /tmp")
     parser.add_argument("--no-preimport", action="store_true",
                         help="run the ray command instead of a Ray-preloaded fork (nodes that share "
                              "a host with the head: the preload would slow the head down)")
@@ -184,7 +193,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(sig, _on_signal)
 
     node = args.node
-    ray_main = preimport_ray() if args.wait_for and not args.no_preimport else None
+    try:  # first: a Ray imported below reads its authentication settings from the environment
+        private = prepare_node(os.environ, args.private_root)
+    except OSError as exc:
+        say(node, f"cannot make this node's private directory: {exc}")
+        return AGENT_PRIVATE_DIR
+    os.environ.clear()
+    os.environ.update(private.env)  # the token's copy is on disk now: its variable is gone
+    try:
+        ray_main = preimport_ray() if args.wait_for and not args.no_preimport else None
+        code = wait_and_check(node, args)
+        if code is not None:
+            return code
+        return run_ray(node, ray_main, ray_argv, private, args.grace)
+    finally:
+        if os.environ.get("OT_HPC_KEEP_RAY_TEMP") != "1":
+            remove_private_dir(private.directory)
+
+
+def wait_and_check(node: str, args) -> Optional[int]:
+    """Wait for the head's GCS port and check this node's ports; an exit code, or None."""
     if args.wait_for:
         host, _, port = args.wait_for.rpartition(":")
         if not wait_for_port(host, int(port), args.wait_timeout):
@@ -197,14 +225,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         shown = ", ".join(str(p) for p in busy[:5]) + (" ..." if len(busy) > 5 else "")
         say(node, f"Ray ports already in use on this node by another process: {shown}")
         return AGENT_PORTS_BUSY
-    if _stop_signal:
-        return 0
+    return 0 if _stop_signal else None
 
+
+def run_ray(node: str, ray_main, ray_argv: List[str], private: NodePrivate, grace: float) -> int:
+    """``ray start --block`` until it exits or a signal asks us to stop; its exit status."""
+    if private.note:
+        say(node, private.note)
+    say(node, f"private directory {private.directory} (0700), Ray temp dir {private.temp_dir}"
+        + ("" if private.authenticated else ", no token"))
     marker = f"{os.environ.get(shutdown.MARKER_VAR, 'none')}:{node}:{os.getpid()}"
-    env = dict(os.environ)
+    env = dict(private.env)
     env[NODE_MARKER_VAR] = marker
     env["PYTHONUNBUFFERED"] = "1"  # Ray's messages reach the job log as they happen
-    final_argv = adjust_ray_argv(ray_argv)
+    final_argv = adjust_ray_argv(ray_argv) + [f"--temp-dir={private.temp_dir}"]
+    client = [a for a in ray_argv if a.startswith("--ray-client-server-port")]
+    if client and client[0] not in final_argv:
+        say(node, "the Ray Client server needs grpcio, which this Python lacks: not started")
     if ray_main is not None:
         proc = ForkedRay(ray_main, final_argv, env)
     else:
@@ -213,7 +250,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         while proc.poll() is None and not _stop_signal:
             time.sleep(0.1)
         if _stop_signal:
-            stop_ray(proc, marker, args.grace)
+            stop_ray(proc, marker, grace)
             return 0  # asked to stop (by the runner, or Slurm ending the job): not an error
         code = proc.returncode
         say(node, f"ray start exited with code {code}")
@@ -221,20 +258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return code if code else 1
     finally:
         if proc.poll() is None:
-            stop_ray(proc, marker, args.grace)
-        remove_temp_dir(final_argv)
-
-
-def remove_temp_dir(ray_argv: List[str]) -> None:
-    """Ray's job-unique temp dir on this node (sessions, sockets, logs) goes with the job,
-    unless OT_HPC_KEEP_RAY_TEMP=1 keeps it for debugging."""
-    if os.environ.get("OT_HPC_KEEP_RAY_TEMP") == "1":
-        return
-    for arg in ray_argv:
-        if arg.startswith("--temp-dir="):
-            path = arg.split("=", 1)[1]
-            if os.path.basename(path).startswith("ot-ray-"):
-                shutil.rmtree(path, ignore_errors=True)
+            stop_ray(proc, marker, grace)
 
 
 if __name__ == "__main__":

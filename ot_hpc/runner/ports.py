@@ -5,9 +5,13 @@ explicitly (GCS, dashboard, client server, node manager, object manager, dashboa
 HTTP/gRPC, metrics, runtime-env agent, the worker port range), inside one block of ports
 per job. The block is chosen from the job id (consecutive job ids get consecutive
 blocks, so jobs running side by side do not meet), then checked: every port must bind on
-this host, and the block's 100-port chunks are claimed with ``flock`` on files under
-``/tmp/ot-hpc-ports`` (released by the kernel when the job's process dies, so nothing
-stale is ever left), so two ot-hpc jobs starting at the same instant cannot both take it.
+this host (IPv4 and IPv6, any address: another user's socket counts), and the block's
+100-port chunks are claimed by binding abstract Unix socket names (Linux;
+``@ot-hpc-ports/<first port>`` in ``ss -x``), so two ot-hpc jobs starting at the same
+instant cannot both take it. An abstract name is no file: nothing in ``/tmp`` can be
+pre-created, replaced or linked elsewhere by another user, and the kernel releases it when
+the job's process dies. A block with a busy port or a claimed chunk is skipped (the
+runner logs it) and the next one tried, at most ``max_attempts`` times: never a wait.
 
 Layout of a block (offsets from ``base``)::
 
@@ -22,8 +26,6 @@ each node gets its own block.
 from __future__ import annotations
 
 import errno
-import fcntl
-import os
 import socket
 import zlib
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ HIGH_PORT = 32700  # below Linux's ephemeral range (32768-60999)
 CHUNK = 100
 HEAD_PORTS = 4
 NODE_FIXED_PORTS = 6
-LOCK_DIR = "/tmp/ot-hpc-ports"
+LOCK_NAMESPACE = "ot-hpc-ports"  # abstract socket names, one per chunk
 
 
 @dataclass(frozen=True)
@@ -143,16 +145,29 @@ def plan_ports(
                     tunnel=base + 3, nodes=tuple(nodes))
 
 
+def _bind_socket(host: str) -> socket.socket:
+    """A TCP socket for the bind check: dual-stack ``::`` for "" (so IPv4 and IPv6
+    listeners both count, as Ray binds ``::``), IPv4 where IPv6 is missing."""
+    if not host and socket.has_ipv6:
+        try:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            return sock
+        except OSError:
+            pass
+    return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+
 def busy_ports(ports: Iterable[int], host: str = "") -> List[int]:
     """Ports some process listens on (or holds bound) on ``host`` ("" = every address,
-    so any user's socket counts). SO_REUSEADDR, as every server sets it: connections in
-    TIME_WAIT left by a finished job do not make a port busy."""
+    IPv4 and IPv6, so any user's socket counts). SO_REUSEADDR, as every server sets it:
+    connections in TIME_WAIT left by a finished job do not make a port busy."""
     busy = []
     for port in ports:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = _bind_socket(host)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port))
+            sock.bind((host or ("::" if sock.family == socket.AF_INET6 else ""), port))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
                 busy.append(port)
@@ -164,42 +179,36 @@ def busy_ports(ports: Iterable[int], host: str = "") -> List[int]:
 
 
 class PortLock:
-    """flock()s on the plan's chunks; released by :meth:`release` or process exit."""
+    """Claims on the plan's chunks: one abstract Unix socket name per chunk, held until
+    :meth:`release` or the process's exit. Where abstract names do not exist (not Linux)
+    nothing is claimed and the bind check alone decides."""
 
-    def __init__(self, chunks: Sequence[int], lock_dir: str = LOCK_DIR) -> None:
+    def __init__(self, chunks: Sequence[int], namespace: str = LOCK_NAMESPACE) -> None:
         self.chunks = list(chunks)
-        self.lock_dir = lock_dir
-        self.fds: List[int] = []
+        self.namespace = namespace
+        self.sockets: List[socket.socket] = []
+
+    def name(self, chunk: int) -> str:
+        return f"\0{self.namespace}/{chunk * CHUNK}"
 
     def acquire(self) -> bool:
-        try:
-            os.makedirs(self.lock_dir, mode=0o777, exist_ok=True)
-            if os.stat(self.lock_dir).st_uid == os.getuid():
-                os.chmod(self.lock_dir, 0o1777)  # every user's jobs claim chunks here
-        except OSError:
-            pass
         for chunk in self.chunks:
-            path = os.path.join(self.lock_dir, f"{chunk * CHUNK}.lock")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # not inherited by children
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError:
-                continue  # cannot create/open (another user's dir?): the bind check still holds
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                self.release()
-                return False
-            self.fds.append(fd)
+                sock.bind(self.name(chunk))
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRINUSE:
+                    self.release()
+                    return False  # claimed by another ot-hpc job (or another user)
+                continue  # no abstract names here: the bind check still holds
+            self.sockets.append(sock)
         return True
 
     def release(self) -> None:
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.fds = []
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
 
 
 def choose_plan(
@@ -208,7 +217,7 @@ def choose_plan(
     shared_host: bool,
     workers: int = 100,
     max_attempts: int = 20,
-    lock_dir: str = LOCK_DIR,
+    lock_namespace: str = LOCK_NAMESPACE,
 ) -> Tuple[PortPlan, PortLock, Dict[int, List[int]]]:
     """The first plan whose ports all bind here and whose chunks we could lock.
 
@@ -216,9 +225,9 @@ def choose_plan(
     skipped: Dict[int, List[int]] = {}
     for attempt in range(max_attempts):
         plan = plan_ports(job_id, num_nodes, shared_host, workers, attempt)
-        lock = PortLock(plan.chunks(), lock_dir)
+        lock = PortLock(plan.chunks(), lock_namespace)
         if not lock.acquire():
-            skipped[attempt] = [-1]  # claimed by another ot-hpc job
+            skipped[attempt] = [-1]  # claimed by another ot-hpc job (or squatted)
             continue
         busy = busy_ports(plan.host_ports(shared_host))
         if busy:

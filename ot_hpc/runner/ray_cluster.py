@@ -3,10 +3,12 @@
 The head runs on the batch node (a child of the runner); one worker per other node is
 started at the same moment through ``srun --overlap --nodes=1 --ntasks=1 -w <node>``
 (workers wait for the head's GCS port themselves, see :mod:`.node_agent`; no sleeps).
-Ports come from the job's :class:`~.ports.PortPlan`, each node gets a job-unique
-``--temp-dir``, ``--num-cpus``/``--num-gpus`` come from the allocation and the node IP
-from the cluster's interconnect rule. Ready when the GCS lists every node alive with
-the expected CPUs and GPUs (polled from the batch node by :mod:`.raypoll`).
+Ports come from the job's :class:`~.ports.PortPlan`, each node's agent makes its own
+private ``--temp-dir``, ``--num-cpus``/``--num-gpus`` come from the allocation and the node
+IP from the cluster's interconnect rule. Every process gets the job's token
+authentication (:mod:`.raysecurity`); the dashboard binds 127.0.0.1, the Ray Client
+server starts only when asked for. Ready when the GCS lists every node alive with the
+expected CPUs and GPUs (polled from the batch node by :mod:`.raypoll`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .exit_codes import EXIT_RAY
 from .jobenv import JobEnvironment, inner_srun_environment
 from .joblog import JobLog, PhaseError
 from .ports import PortPlan
+from .raysecurity import RaySecurity
 
 FAULT_SKIP_NODES_VAR = "OT_HPC_FAULT_SKIP_NODES"  # tests: never start Ray on these nodes
 
@@ -65,7 +68,8 @@ def ray_command(python: str) -> List[str]:
 
 
 def temp_dir_for(job_id: str, index: int, root: str = "/tmp") -> str:
-    """Short (Unix socket paths are limited to 107 bytes) and unique per job and node."""
+    """The benchmark's bash recipes' temp dirs (predictable names: never the runner's, whose
+    node agents make private ones, see :mod:`.raysecurity`)."""
     return os.path.join(root, f"ot-ray-{job_id}-{index}")
 
 
@@ -97,24 +101,32 @@ def parse_ray_resources(text: Optional[str]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def head_args(plan: PortPlan, ip: str, cpus: int, gpus: int, temp_dir: str, resources: str = "") -> List[str]:
+DASHBOARD_HOST = "127.0.0.1"  # reached from elsewhere only through ssh -L to the head node
+
+
+def head_args(plan: PortPlan, ip: str, cpus: int, gpus: int, temp_dir: Optional[str] = None,
+              resources: str = "", client_server: bool = False) -> List[str]:
+    """``ray start --head``; without ``temp_dir`` the node agent adds its private one."""
     return [
         "start", "--head", "--block", "--disable-usage-stats",
         f"--node-ip-address={ip}", f"--port={plan.gcs}",
-        "--include-dashboard=true", f"--dashboard-host={ip}", f"--dashboard-port={plan.dashboard}",
-        f"--ray-client-server-port={plan.client_server}",
+        "--include-dashboard=true", f"--dashboard-host={DASHBOARD_HOST}",
+        f"--dashboard-port={plan.dashboard}",
+        *([f"--ray-client-server-port={plan.client_server}"] if client_server else []),
         *plan.node(0).ray_args(),
-        f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--temp-dir={temp_dir}",
+        f"--num-cpus={cpus}", f"--num-gpus={gpus}",
+        *([f"--temp-dir={temp_dir}"] if temp_dir else []),
         *([f"--resources={resources}"] if resources else []),
     ]
 
 
-def worker_args(plan: PortPlan, index: int, head: str, ip: str, cpus: int, gpus: int, temp_dir: str,
-                resources: str = "") -> List[str]:
+def worker_args(plan: PortPlan, index: int, head: str, ip: str, cpus: int, gpus: int,
+                temp_dir: Optional[str] = None, resources: str = "") -> List[str]:
     return [
         "start", "--block", "--disable-usage-stats", f"--address={head}",
         f"--node-ip-address={ip}", *plan.node(index).ray_args(),
-        f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--temp-dir={temp_dir}",
+        f"--num-cpus={cpus}", f"--num-gpus={gpus}",
+        *([f"--temp-dir={temp_dir}"] if temp_dir else []),
         *([f"--resources={resources}"] if resources else []),
     ]
 
@@ -167,15 +179,17 @@ class RayCluster:
         ray_python: str,
         join_timeout: float,
         shared_host: bool,
+        security: RaySecurity,
         poll_interval: float = 0.2,
-        temp_root: str = "/tmp",
         on_progress: Optional[Callable[[int, int], None]] = None,
         resources: str = "",
     ) -> None:
         self.job = job
         self.resources = resources  # compact JSON for --resources (see parse_ray_resources), or ""
         self.plan = plan
-        self.env = dict(env)
+        self.security = security
+        self.env = security.agent_environment(env)  # the node agents'
+        self.driver_env = security.driver_environment(env)  # the poller's (and the trainer's)
         self.log = log
         self.ray_python = ray_python  # the trainer's interpreter: its Ray runs every node
         self.join_timeout = join_timeout
@@ -187,7 +201,6 @@ class RayCluster:
             for i, name in enumerate(job.ordered_nodes)
         ]
         self.head = self.nodes[0]
-        self.temp_dirs = {n.name: temp_dir_for(job.job_id, n.index, temp_root) for n in self.nodes}
         self.head_process = None
         self.workers: Dict[str, object] = {}
         self.poller = None
@@ -205,7 +218,9 @@ class RayCluster:
     def dashboard_url(self) -> Optional[str]:
         from .node_agent import dashboard_available
 
-        return f"http://{self.head.ip}:{self.plan.dashboard}" if dashboard_available() else None
+        if not dashboard_available():
+            return None
+        return f"http://{DASHBOARD_HOST}:{self.plan.dashboard}"  # on the head node
 
     def expected(self) -> Dict[str, dict]:
         return {n.ip: {"node": n.name, "CPU": n.cpus, "GPU": n.gpus} for n in self.nodes}
@@ -233,17 +248,19 @@ class RayCluster:
             argv += ["--wait-for", wait_for]
             if self.shared_host:
                 argv.append("--no-preimport")
+        if node.index == 0 or self.shared_host:  # on the runner's host: inside its private dir
+            argv += ["--private-root", self.security.private_dir]
         if not self.shared_host and node.index > 0:
             ports = self.plan.node(node.index)
             argv += ["--check-ports", f"{ports.node_manager}-{ports.runtime_env_agent},"
                                        f"{ports.min_worker}-{ports.max_worker}"]
         ray = ray_command(self.ray_python)
         if node.index == 0:
-            args = head_args(self.plan, node.ip, node.cpus, node.gpus, self.temp_dirs[node.name],
-                             self.resources)
+            args = head_args(self.plan, node.ip, node.cpus, node.gpus, None, self.resources,
+                             self.security.client_server)
         else:
             args = worker_args(self.plan, node.index, self.gcs_address, node.ip, node.cpus, node.gpus,
-                               self.temp_dirs[node.name], self.resources)
+                               None, self.resources)
         return argv + ["--"] + ray + args
 
     def _spawn(self, argv: List[str], env: Mapping[str, str], sink):
@@ -260,8 +277,7 @@ class RayCluster:
         start = time.monotonic()
         skip = {s.strip() for s in self.env.get(FAULT_SKIP_NODES_VAR, "").split(",") if s.strip()}
         self.log.line("ray", f"head on {self.head.name} ({self.gcs_address}), "
-                             f"{len(self.nodes) - 1} worker(s), ports {self.plan.describe()}, "
-                             f"temp dir {self.temp_dirs[self.head.name]}")
+                             f"{len(self.nodes) - 1} worker(s), ports {self.plan.describe()}")
         self.head_process = self._spawn(self._agent(self.head, None), self.env, self._sink(self.head.name))
         srun_env = inner_srun_environment(self.env)
         for node in self.nodes[1:]:
@@ -272,7 +288,7 @@ class RayCluster:
             self.workers[node.name] = self._spawn(argv, srun_env, self._sink(node.name))
         poll_argv = [self.ray_python, "-m", "ot_hpc.runner.raypoll", self.gcs_address,
                      str(self.poll_interval), "2", str(len(self.nodes))]
-        self.poller = self._spawn(poll_argv, self.env, self._on_poll)
+        self.poller = self._spawn(poll_argv, self.driver_env, self._on_poll)
         return self._wait_ready(start, stop_event)
 
     def _on_poll(self, line: str) -> None:

@@ -5,7 +5,8 @@
 values) or a list of :class:`~ot_hpc.config.problems.Problem`, one line each naming the
 field, the value and the fix. It reads the filesystem (paths that must exist on the
 shared filesystem) and may run SkyRL's Hydra composition in a subprocess; it never
-writes, downloads or submits anything.
+writes (but for its cache of each interpreter's Ray version, ``~/.cache/ot-hpc``),
+downloads or submits anything.
 
 The rooms:
 
@@ -19,6 +20,7 @@ The rooms:
   ids, what ``MAX_RESTARTS`` adds).
 * ``skyrl``   -- SkyRL's rules that fail late, and the composition against its config.
 * ``upload_check`` -- ``UPLOAD_*``.
+* ``rayauth_check`` -- ``RAY_AUTH``/``RAY_CLIENT_SERVER`` against the trainer's Ray version.
 * ``run``     -- ``validate()``: the section checkers in order, then the typed job.
 
 Each section checker is ``check(context, found) -> Section``: it reads settings from

@@ -62,6 +62,9 @@ class ValidatedJob:
     upload_path: Optional[str] = None
     # RAY_RESOURCES: custom Ray resources, a JSON object text ("" = none).
     ray_resources: str = ""
+    # RAY_AUTH (auto | required) and RAY_CLIENT_SERVER: see ot_hpc.rayauth.
+    ray_auth: str = "auto"
+    ray_client_server: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from .fields import Context, Section
 from .job import ValidatedJob, ValidationResult
 from .overrides import check_job_name, check_overrides
 from .paths import check_interpreters, check_paths, check_tunnel
+from .rayauth_check import check_ray_auth
 from .skyrl import check_skyrl_config, check_skyrl_rules
 from .slurm import check_controls, check_resources
 from .upload_check import check_upload
@@ -25,6 +26,7 @@ SECTIONS: Tuple[Checker, ...] = (
     check_resources,
     check_controls,
     check_interpreters,
+    check_ray_auth,
     check_paths,
     check_tunnel,
     check_job_name,

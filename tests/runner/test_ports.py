@@ -1,4 +1,5 @@
 """The job-unique Ray port plan (pure) and its bind/lock check."""
+import os
 import socket
 
 import pytest
@@ -69,12 +70,46 @@ def test_busy_port_detected():
         assert busy_ports([port]) == [port]
 
 
+def test_busy_ipv6_and_specific_address_ports_detected():
+    """Ray binds ``::``: a listener on one IPv4 address or on IPv6 loopback blocks it too."""
+    for family, address in ((socket.AF_INET, "127.0.0.3"), (socket.AF_INET6, "::1")):
+        if family == socket.AF_INET6 and not socket.has_ipv6:
+            continue
+        with socket.socket(family) as sock:
+            try:
+                sock.bind((address, 0))
+            except OSError:
+                continue  # no such address here
+            sock.listen()
+            port = sock.getsockname()[1]
+            assert busy_ports([port]) == [port], (address, port)
+
+
+def _namespace(tmp_path) -> str:
+    return f"ot-hpc-ports-test/{os.getpid()}/{tmp_path.name}"
+
+
+def test_port_lock_is_an_abstract_name_not_a_file(tmp_path):
+    lock = PortLock([250], _namespace(tmp_path))
+    assert lock.acquire()
+    try:
+        assert lock.name(250).startswith("\0") and "/25000" in lock.name(250)
+        other = PortLock([250], _namespace(tmp_path))
+        assert not other.acquire()  # held: one holder per name
+        assert other.sockets == []
+    finally:
+        lock.release()
+    again = PortLock([250], _namespace(tmp_path))
+    assert again.acquire()  # released with the socket: nothing stale is left
+    again.release()
+
+
 def test_choose_plan_skips_locked_and_busy_blocks(tmp_path):
     first = plan_ports("31337", 2, True)
-    holder = PortLock(first.chunks(), str(tmp_path))
+    holder = PortLock(first.chunks(), _namespace(tmp_path))
     assert holder.acquire()
     try:
-        plan, lock, skipped = choose_plan("31337", 2, True, lock_dir=str(tmp_path))
+        plan, lock, skipped = choose_plan("31337", 2, True, lock_namespace=_namespace(tmp_path))
         try:
             assert plan.base != first.base
             assert skipped == {0: [-1]}
@@ -84,7 +119,7 @@ def test_choose_plan_skips_locked_and_busy_blocks(tmp_path):
     finally:
         holder.release()
     # Released: the job's own block is free again.
-    plan, lock, _ = choose_plan("31337", 2, True, lock_dir=str(tmp_path))
+    plan, lock, _ = choose_plan("31337", 2, True, lock_namespace=_namespace(tmp_path))
     lock.release()
     assert plan.base == first.base
 

@@ -129,14 +129,15 @@ class Job:
 
 def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max_restarts=0,
            sshd=None, join_timeout=30, grace=3, time_limit=5, probe="127.0.0.1:9",
-           secret=None, upload_repo=None, upload_path=None) -> Job:
+           secret=None, upload_repo=None, upload_path=None, hold=False, spec_extra=None) -> Job:
     env_for_job = {"PYTHONPATH": REPO}
     env_for_job.update(environment or {})
     if sshd:
         env_for_job.update(SSH_KNOWN_HOSTS=sshd["known_hosts"])
-    spec = JobSpec(
-        job_name=f"runnertest-{name}", cluster="local", num_nodes=nodes, experiments_dir=experiments,
-        trainer_python=sys.executable, entrypoint_module="ot_hpc.demo_trainer", overrides=tuple(overrides),
+    spec = JobSpec(**{
+        "trainer_python": sys.executable, **(spec_extra or {}),
+    }, job_name=f"runnertest-{name}", cluster="local", num_nodes=nodes, experiments_dir=experiments,
+        entrypoint_module="ot_hpc.demo_trainer", overrides=tuple(overrides),
         gpus_per_node=gpus, secret_env_file=secret or os.path.join(experiments, "secret.env"),
         environment=env_for_job, max_restarts=max_restarts, needs_tunnel=bool(sshd),
         egress_probe=probe, login_node="ot-login", ssh_port=SSHD_PORT,
@@ -153,7 +154,7 @@ def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max
         cpus_per_task=1, gpus_per_node=gpus, output_path=os.path.join(spec.logs_dir, f"{spec.job_name}_%j.log"),
         working_directory=experiments, requeue=max_restarts > 0, append_output=max_restarts > 0,
         signal_name="USR2",
-        signal_seconds_before_end=60,
+        signal_seconds_before_end=60, hold=hold,
     )
     return Job(get_scheduler("cli").submit(request), spec)
 

@@ -12,6 +12,7 @@ from ot_hpc.runner.jobenv import JobEnvironment
 from ot_hpc.runner.joblog import JobLog, PhaseError, Redactor
 from ot_hpc.runner.ports import plan_ports
 from ot_hpc.runner.ray_cluster import RayCluster, head_args, parse_ray_resources, worker_args
+from ot_hpc.runner.raysecurity import RaySecurity
 from ot_hpc.spec import JobSpec
 
 SECRET = "hf_fakeSecretValue123"
@@ -127,8 +128,9 @@ def test_parse_ray_resources():
 def _cluster(tmp_path, resources):
     runner, _ = make_runner(tmp_path)
     plan = plan_ports("4242", 2, shared_host=True)
+    security = RaySecurity(token=None, private_dir=str(tmp_path), client_server=False)
     return RayCluster(runner.job, plan, {"n1": "127.0.0.2", "n2": "127.0.0.3"}, {}, runner.log,
-                      "/usr/bin/python3", 10.0, True, temp_root=str(tmp_path), resources=resources)
+                      "/usr/bin/python3", 10.0, True, security, resources=resources)
 
 
 def test_every_ray_start_gets_the_resources_and_readiness_ignores_them(tmp_path):
