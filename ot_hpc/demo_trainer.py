@@ -146,6 +146,19 @@ def show_progress(ray, line: str, demo: Dict[str, str]) -> None:
         demo_progress.run(line, steps, total, delay)
 
 
+def connect_ray(ray, demo: Dict[str, str], address: Optional[str]) -> None:
+    """``ray.init`` as the demo's options ask: like SkyRL (no address, RAY_ADDRESS from the
+    environment, a runtime_env) or with the address; the driver sees the workers' output
+    only when the progress lines come from inside Ray."""
+    in_ray = demo.get("progress_in_ray", "false").lower() == "true"
+    log_to_driver = bool(demo.get("skyrl_progress") and in_ray)
+    if demo.get("ray_init") == "skyrl":
+        ray.init(runtime_env={"env_vars": {"OT_HPC_DEMO_STYLE": "skyrl"}}, logging_level="ERROR",
+                 log_to_driver=log_to_driver)
+    else:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     opts = parse_overrides(list(sys.argv[1:] if argv is None else argv))
     demo = {k[len("demo."):]: v for k, v in opts.items() if k.startswith("demo.")}
@@ -168,14 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     address = os.environ.get("RAY_ADDRESS")
     started = time.monotonic()
     progress_line = demo.get("skyrl_progress")
-    in_ray = demo.get("progress_in_ray", "false").lower() == "true"
-    log_to_driver = bool(progress_line and in_ray)
-    if demo.get("ray_init") == "skyrl":
-        # as SkyRL does: no address (RAY_ADDRESS from the environment), a runtime_env
-        ray.init(runtime_env={"env_vars": {"OT_HPC_DEMO_STYLE": "skyrl"}}, logging_level="ERROR",
-                 log_to_driver=log_to_driver)
-    else:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
+    connect_ray(ray, demo, address)
     say(f"connected to Ray at {address} in {time.monotonic() - started:.2f} s")
     problem = check_nodes(ray)
     if problem:

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from . import socks5
+from .private import make_private_dir
 from .socks5 import Credentials
 from .tunnel import Tunnel, TunnelError
 
@@ -141,12 +142,13 @@ def proxy_environment(address: str, port: int, nodes: Sequence[str], extra: Sequ
 
 
 def private_control_path(base: Optional[str] = None) -> str:
-    """``<new directory, mode 0700, random name>/mux``: where ssh's control socket goes.
-    In ``$TMPDIR`` unless that makes the path too long for a socket, then in /tmp."""
+    """``<new directory, mode 0700, random name, owner checked>/mux``: where ssh's control
+    socket goes. In ``base`` (the run's private directory) unless that makes the path too
+    long for a socket, then in /tmp."""
     base = base or tempfile.gettempdir()
     if len(os.path.join(base, "ot-hpc-ssh-xxxxxxxx", "mux")) > MAX_SOCKET_PATH:
         base = "/tmp"
-    return os.path.join(tempfile.mkdtemp(prefix="ot-hpc-ssh-", dir=base), "mux")
+    return os.path.join(make_private_dir(base, prefix="ot-hpc-ssh-"), "mux")
 
 
 def ssh_argv(

@@ -223,7 +223,7 @@ class Runner:
         spec = self.spec
         credentials = egress.new_credentials()
         self.log.redactor.add(egress.PASSWORD_LABEL, credentials.password)
-        control = egress.private_control_path()
+        control = egress.private_control_path(self.security.private_dir)
         argv = egress.ssh_argv(login, control, spec.ssh_port, spec.ssh_user, spec.ssh_key,
                                self.env.get(SSH_KNOWN_HOSTS_VAR) or None)
         relay = egress.relay_argv(sys.executable, bind, self.plan.tunnel, control)

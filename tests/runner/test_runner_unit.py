@@ -59,6 +59,7 @@ def test_tunnel_gets_an_environment_without_secrets(tmp_path, monkeypatch):
     runner.cluster = type("Cluster", (), {"name": "local"})()
     runner.plan = plan_ports("4242", 2, shared_host=True)
     runner.addresses = {"n1": "127.0.0.2", "n2": "127.0.0.3"}
+    runner.security = type("RaySecurity", (), {"private_dir": str(tmp_path)})()  # the environment phase's
     seen = {}
 
     class FakeTunnel:
@@ -79,6 +80,7 @@ def test_tunnel_gets_an_environment_without_secrets(tmp_path, monkeypatch):
     password = seen["credentials"].password
     assert password not in " ".join(seen["argv"] + seen["relay"]) + json.dumps(seen["env"])
     assert password not in runner.log.redactor(f"ALL_PROXY=socks5h://ot-hpc:{password}@127.0.0.2:1")
+    assert os.path.dirname(os.path.dirname(seen["control"])) == str(tmp_path)  # in the run's private dir
     os.rmdir(os.path.dirname(seen["control"]))
 
 
