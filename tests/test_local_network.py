@@ -18,7 +18,6 @@ import time
 
 import pytest
 
-from ot_hpc.runner import egress
 
 from .conftest import REPO, base_environment
 
@@ -95,31 +94,33 @@ def test_the_login_node_does_not_route_between_its_links(local_network):
 
 
 def _fetch_through_tunnel(net, node: str) -> str:
-    """From inside ``node``'s namespace: the job's tunnel (egress.ssh_argv, bound on the
-    node's address) to the login node, then GET the internet service through it."""
+    """From inside ``node``'s namespace: the job's tunnel as the runner makes it (the ssh
+    ControlMaster to the login node plus the password-protected SOCKS5 relay, bound on the
+    node's address), then GET the internet service through it."""
     port = 19900 + int(node[1:])  # below Ray's port blocks (ot_hpc.runner.ports)
-    argv = egress.ssh_argv(net.login_host, net.nodes[node], port, SSH_PORT, None,
-                           os.path.join(SSH_DIR, "id_ed25519"), os.path.join(SSH_DIR, "known_hosts"))
     script = (
-        "import sys, time\n"
+        "import os, shutil, sys, tempfile\n"
         "from ot_hpc.demo_trainer import fetch_via_proxy\n"
-        "from ot_hpc.runner.egress import socks5_handshake\n"
-        "host, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]\n"
-        "deadline = time.monotonic() + 15\n"
-        "while not socks5_handshake(host, port, 0.5) and time.monotonic() < deadline:\n"
-        "    time.sleep(0.05)\n"
-        "print(fetch_via_proxy(url, f'socks5h://{host}:{port}', timeout=5))\n"
+        "from ot_hpc.runner import egress\n"
+        "login, ssh_port, key, known, bind, port, url = sys.argv[1:8]\n"
+        "base = tempfile.mkdtemp()\n"
+        "control = egress.private_control_path(base)\n"
+        "tunnel = egress.Tunnel(egress.ssh_argv(login, control, int(ssh_port), None, key, known),\n"
+        "                       egress.relay_argv(sys.executable, bind, int(port), control), control,\n"
+        "                       bind, int(port), egress.new_credentials(), lambda line: None,\n"
+        "                       env=dict(os.environ))\n"
+        "tunnel.start()\n"
+        "try:\n"
+        "    print(fetch_via_proxy(url, egress.proxy_url(bind, int(port), tunnel.credentials), timeout=5))\n"
+        "finally:\n"
+        "    tunnel.stop()\n"
+        "    shutil.rmtree(base, ignore_errors=True)\n"
     )
-    prefix = ["nsenter", f"--net=/run/netns/{net.node_netns[node]}", "--"] if net.separate else []
-    ssh = subprocess.Popen(prefix + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        done = net.run_in(net.node_netns.get(node), [sys.executable, "-c", script, net.nodes[node], str(port),
-                                                     net.internet_url], env={**os.environ, "PYTHONPATH": REPO})
-    finally:
-        ssh.terminate()
-        output = ssh.communicate(timeout=10)[0]
-    assert done.returncode == 0, (done.stderr[-800:], output[-800:])
+    done = net.run_in(net.node_netns.get(node), [
+        sys.executable, "-c", script, net.login_host, str(SSH_PORT), os.path.join(SSH_DIR, "id_ed25519"),
+        os.path.join(SSH_DIR, "known_hosts"), net.nodes[node], str(port), net.internet_url],
+        env={**os.environ, "PYTHONPATH": REPO})
+    assert done.returncode == 0, done.stderr[-1500:]
     return done.stdout.strip()
 
 
