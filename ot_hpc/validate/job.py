@@ -62,6 +62,10 @@ class ValidatedJob:
     upload_path: Optional[str] = None
     # RAY_RESOURCES: custom Ray resources, a JSON object text ("" = none).
     ray_resources: str = ""
+    # The SkyRL line the overrides are checked and quoted for (ot_hpc.skyrl_lines), and
+    # what was detected in TRAINER_PYTHON (lines for --show-config and the dry run).
+    skyrl_line: str = "skyrl"
+    skyrl_summary: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

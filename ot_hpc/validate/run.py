@@ -14,6 +14,7 @@ from .job import ValidatedJob, ValidationResult
 from .overrides import check_job_name, check_overrides
 from .paths import check_interpreters, check_paths, check_tunnel
 from .skyrl import check_skyrl_config, check_skyrl_rules
+from .skyrl_install import check_skyrl_install
 from .slurm import check_controls, check_resources
 from .upload_check import check_upload
 
@@ -26,6 +27,7 @@ SECTIONS: Tuple[Checker, ...] = (
     check_controls,
     check_interpreters,
     check_paths,
+    check_skyrl_install,
     check_tunnel,
     check_job_name,
     check_overrides,
@@ -42,7 +44,7 @@ FALLBACKS: Mapping[str, Any] = {
     "runner_python": "", "trainer_python": "", "ssh_port": 22,
     "ray_join_timeout_seconds": 300, "shutdown_grace_seconds": 15,
 }
-_NOT_JOB_FIELDS = ("secret_keys", "needs_tunnel_mode", "skyrl_check_mode", "predownload_mode")
+_NOT_JOB_FIELDS = ("secret_keys", "skyrl_own_entrypoint", "needs_tunnel_mode", "skyrl_check_mode", "predownload_mode")
 
 
 def validate(
