@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import List
 
-_SAFE_HYDRA_VALUE = re.compile(r"^[A-Za-z_/.][A-Za-z0-9_./:@+-]*$")
+_SAFE_HYDRA_VALUE = re.compile(r"^(?:[A-Za-z_/]|\.(?![0-9]))[A-Za-z0-9_./:@+-]*$")  # not .5
 _HYDRA_WORDS = {"null", "true", "false", "nan", "inf", "-inf", "+inf"}
 
 

@@ -117,6 +117,7 @@ class StructuredResult:
     reason: str = ""
     failures: Tuple[StructuredFailure, ...] = ()
     values: Tuple[Tuple[str, object], ...] = ()
+    read_back: Tuple[Tuple[str, object], ...] = ()  # override -> the value its field gets
 
     @property
     def ok(self) -> bool:
@@ -159,5 +160,6 @@ def check_overrides(python: str, overrides: Sequence[str], echo_keys: Sequence[s
         if altered(raw, seen.get("parsed"), seen.get("typed")):
             failures.append(StructuredFailure(
                 arg, "altered", f"skyrl would read the value as {seen.get('typed')!r}, not as written"))
-    return StructuredResult(True, failures=tuple(failures),
+    read_back = tuple((arg, seen.get("typed")) for arg, seen in (data.get("read_back") or {}).items())
+    return StructuredResult(True, failures=tuple(failures), read_back=read_back,
                             values=tuple((data.get("values") or {}).items()))
