@@ -70,6 +70,21 @@ def test_summary_of_an_interpreter_without_skyrl(tmp_path):
     assert installed.summary().startswith("no SkyRL installed")
 
 
+def test_ray_script_is_used_only_when_it_is_the_interpreters(tmp_path):
+    from ot_hpc.runner.ray_cluster import ray_command
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    python = bin_dir / "python3.12"
+    python.symlink_to(sys.executable)
+    script = bin_dir / "ray"
+    script.write_text(f"#!{python}\nimport ray\n")
+    script.chmod(0o755)
+    assert ray_command(str(python)) == [str(script)]
+    script.write_text("#!/usr/bin/python3.9\nimport ray\n")  # another Python's Ray
+    assert ray_command(str(python)) == [str(python), "-m", "ray.scripts.scripts"]
+
+
 # ---------------------------------------------------------------- against the real wheels
 
 @pytest.mark.parametrize("which,line,version,ray", [
