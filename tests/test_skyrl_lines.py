@@ -17,6 +17,7 @@ from ot_hpc.hydra import hydra_quote, omegaconf_quote
 from ot_hpc.skyrl_lines import SKYRL, SKYRL_TRAIN, legacy_key_line, line_for
 from ot_hpc.validate.skyrl import legacy_problems
 from tests.skyrl_wheels import skyrl04_python, skyrl_train_python  # noqa: F401 (fixtures)
+from tests.test_skyrl_compose import site  # noqa: F401 (fixture: data, secret, site env files)
 
 # Values that must reach SkyRL exactly as written (or be refused), through either parser.
 ADVERSARIAL = ["it's", "trail\\", "a b #c", "yes", "null", "123", "1.10", ".5", "x: y",
@@ -109,22 +110,6 @@ def test_skyrl04_config_module_imports_without_torch(skyrl04_python):
     done = subprocess.run([skyrl04_python, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-
-
-@pytest.fixture
-def site(tmp_path):
-    envs = tmp_path / "envs"
-    envs.mkdir()
-    (tmp_path / "data" / "gsm8k").mkdir(parents=True)
-    for name in ("train.parquet", "validation.parquet"):
-        (tmp_path / "data" / "gsm8k" / name).write_text("x")
-    secret = tmp_path / "secret.env"
-    secret.write_text("WANDB_API_KEY=x\n")
-    secret.chmod(0o600)
-    (envs / "tacc.env").write_text(
-        f"EXPERIMENTS_DIR={tmp_path}/exp\nDATASETS_DIR={tmp_path}/data\nSECRET_ENV_PATH={secret}\n")
-    environ = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "OT_HPC_ENVS_DIR": str(envs)}
-    return tmp_path, environ
 
 
 def build(site, config_name, cli, overrides=()):
