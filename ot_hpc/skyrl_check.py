@@ -150,10 +150,12 @@ def compose_overrides(
                          values=values)
 
 
-def skyrl_importable(python: str, timeout_seconds: float = 30.0) -> bool:
-    """True when ``python`` can find ``skyrl_train`` and ``hydra`` (without importing SkyRL)."""
+def skyrl_importable(python: str, package: str = "skyrl_train", timeout_seconds: float = 30.0) -> bool:
+    """True when ``python`` can find ``package`` and the parser its config needs (``hydra``
+    for skyrl_train, ``omegaconf`` for skyrl), without importing either."""
+    parser = "hydra" if package == "skyrl_train" else "omegaconf"
     code = ("import importlib.util as u, sys; "
-            "sys.exit(0 if u.find_spec('skyrl_train') and u.find_spec('hydra') else 1)")
+            f"sys.exit(0 if u.find_spec({package!r}) and u.find_spec({parser!r}) else 1)")
     try:
         return subprocess.run([python, "-c", code], capture_output=True,
                               timeout=timeout_seconds).returncode == 0

@@ -204,7 +204,8 @@ def with_snapshots(request: SubmissionRequest, snapshots: Mapping[Download, str]
     if not request.downloads:
         return request
     overrides = localized_overrides(request.job.overrides, request.job.mapped_values,
-                                    request.downloads, snapshots, replacements)
+                                    request.downloads, snapshots, replacements,
+                                    request.job.skyrl_line)
     job = replace(request.job, overrides=overrides)
     spec = replace(request.spec, overrides=tuple(o.text for o in overrides))
     return replace(request, job=job, spec=spec)
@@ -265,6 +266,7 @@ def dryrun(request: SubmissionRequest, scheduler: Optional[Scheduler] = None) ->
     out.append("# ot-submit --dry-run: nothing was written and nothing was submitted.")
     out.append(f"# cluster {request.job.cluster.name}, time limit "
                f"{format_minutes(jr.time_limit_minutes)}, log {request.log_path_pattern}")
+    out.extend(f"# {line}" for line in request.job.skyrl_summary)
     out.extend(scheduler.describe_submission(jr) if scheduler is not None else sbatch_lines(jr))
     out.append("#")
     out.append("# The job's environment (exactly these variables, nothing else from this shell):")

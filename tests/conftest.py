@@ -101,3 +101,19 @@ def huggingface_hub():
     except ImportError:
         pytest.fail("huggingface_hub is not installed: pip install -e '.[test]'")
     return module
+
+
+def fake_trainer_python(directory, ray_version: str = "2.51.1") -> str:
+    """A TRAINER_PYTHON (``<directory>/bin/python``, a shell script) that answers
+    ot_hpc.skyrl_detect's question as an interpreter with Ray ``ray_version`` and no SkyRL
+    would (skyrl-train 0.3.1 pins Ray 2.51.1): for checks that need only the Ray version."""
+    import json as _json
+
+    script = os.path.join(str(directory), "bin", "python")
+    os.makedirs(os.path.dirname(script), exist_ok=True)
+    answer = _json.dumps({"python_version": "3.12.1", "skyrl": None, "skyrl_train": None,
+                          "ray": ray_version, "modules": {}, "paths": []})
+    with open(script, "w") as handle:
+        handle.write(f"#!/bin/sh\ncat <<'JSON'\n{answer}\nJSON\n")
+    os.chmod(script, 0o755)
+    return script

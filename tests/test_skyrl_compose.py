@@ -1,67 +1,22 @@
-"""The generated overrides compose against SkyRL's real Hydra config.
+"""The generated overrides compose against skyrl-train 0.3.1's real Hydra config.
 
-Needs python3.12 (skyrl-train requires it): a venv with ``skyrl-train`` (no deps),
-``hydra-core`` and ``omegaconf`` is created once and cached in ``.cache/skyrl-venv``.
-Skipped, with the reason, when python3.12 is missing or the install fails (no network).
+The venv (skyrl-train with --no-deps, hydra-core, omegaconf; Python 3.12) comes from
+tests/skyrl_wheels.py: made by ``bash tools/dev.sh skyrl-venvs``; missing, the tests skip
+with the reason, or fail under ``OT_HPC_REQUIRE_SKYRL=1`` (CI's Debian 12 lane).
 """
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from ot_hpc import skyrl_check, submission
 from ot_hpc.config.discovery import load_config
+from tests.skyrl_wheels import skyrl_train_python as skyrl_python  # noqa: F401 (fixture)
 
-REPO = Path(__file__).resolve().parent.parent
-VENV = REPO / ".cache" / "skyrl-venv"
-READY = VENV / ".ot-hpc-ready"
 pytestmark = pytest.mark.slow
-
-
-def find_python312():
-    candidates = [os.environ.get("OT_HPC_PYTHON312"), shutil.which("python3.12")]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
-    candidates += ["/usr/bin/python3.12", "/usr/local/bin/python3.12"]
-    for candidate in candidates:
-        if candidate and os.path.exists(candidate):
-            try:
-                ok = subprocess.run([candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
-                                    capture_output=True, timeout=30).returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                ok = False
-            if ok:
-                return candidate
-    return None
-
-
-@pytest.fixture(scope="session")
-def skyrl_python():
-    python = VENV / "bin" / "python"
-    if READY.exists() and python.exists():
-        return str(python)
-    base = find_python312()
-    if base is None:
-        pytest.skip("python3.12 is not available (skyrl-train needs it)")
-    shutil.rmtree(VENV, ignore_errors=True)
-    steps = [
-        [base, "-m", "venv", str(VENV)],
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "skyrl-train"],
-        [str(python), "-m", "pip", "install", "-q", "hydra-core==1.3.2", "omegaconf"],
-    ]
-    for step in steps:
-        result = subprocess.run(step, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            pytest.skip(f"cannot install skyrl-train in a venv (network?): {tail}")
-    READY.write_text("skyrl-train, hydra-core, omegaconf\n")
-    return str(python)
+CONFIG = "gsm8k-skyrl-train.env"
 
 
 @pytest.fixture
@@ -84,7 +39,8 @@ def site(tmp_path):
 
 def build(site, cli, overrides=()):
     tmp, environ = site
-    config = load_config("gsm8k.env", cli, list(overrides), environ=environ, cwd=str(tmp))
+    environ = dict(environ, PATH=f"{sys.prefix}/bin:/usr/bin:/bin")
+    config = load_config(CONFIG, cli, list(overrides), environ=environ, cwd=str(tmp))
     return submission.build(config, now=datetime(2025, 3, 1, tzinfo=timezone.utc), cwd=str(tmp),
                             environ=environ)
 
@@ -125,13 +81,16 @@ def test_plus_prefixed_new_key_composes(site, skyrl_python):
     assert "+generator.engine_init_kwargs.max_model_len=4096" in request.spec.overrides
 
 
-def test_check_is_skipped_with_a_warning_where_skyrl_is_missing(site):
-    request = build(site, {"CLUSTER": "tacc_vista", "TRAINER_PYTHON": sys.executable},
-                    overrides=["trainer.epochz=3"])
-    assert any("not checked" in w for w in request.warnings)
+def test_an_entrypoint_missing_from_trainer_python_is_one_line(site):
+    with pytest.raises(submission.ValidationFailed) as caught:
+        build(site, {"CLUSTER": "tacc_vista", "TRAINER_PYTHON": sys.executable},
+              overrides=["trainer.epochz=3"])
+    lines = [p.line() for p in caught.value.problems]
+    assert len(lines) == 1 and lines[0].startswith("SKYRL_ENTRYPOINT='skyrl_train.entrypoints.main_base'")
+    assert "does not exist in" in lines[0]
 
 
 def test_check_required_but_unavailable_is_a_problem(site):
     with pytest.raises(submission.ValidationFailed) as caught:
         build(site, {"CLUSTER": "tacc_vista", "TRAINER_PYTHON": sys.executable, "SKYRL_CHECK": "true"})
-    assert [p.field for p in caught.value.problems] == ["SKYRL_CHECK"]
+    assert [p.field for p in caught.value.problems] == ["SKYRL_ENTRYPOINT", "SKYRL_CHECK"]

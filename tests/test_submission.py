@@ -126,7 +126,7 @@ def test_gsm8k_request_and_spec(site):
                   f"{tmp}/exp/specs/{jr.name}_20250301T141502Z_") + r"[0-9a-f]{6}\.json\n",
         jr.script)
     assert "trainer.placement.policy_num_nodes=3" in spec.overrides
-    assert "generator.num_inference_engines=3" in spec.overrides
+    assert "generator.inference_engine.num_engines=3" in spec.overrides
     assert spec.overrides[-1] == "trainer.resume_mode=latest"  # ckpt_path given by gsm8k.env
     assert spec.max_restarts == 2 and spec.secret_env_file == str(tmp / "secret.env")
     assert spec.environment["HF_HOME"] == f"{tmp}/hf"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import fake_trainer_python
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slurm
 
@@ -260,10 +262,7 @@ def test_list_configs_names_the_job_configs(tmp_path):
 def test_a_ray_without_token_auth_is_one_warning_line_or_refused(slurm_cluster, workdir):
     """TRAINER_PYTHON's Ray is 2.51.1 (skyrl-train 0.3.1's pin): one line naming the version
     and the risk; RAY_AUTH=required makes it an error (exit 2)."""
-    old = workdir / "oldray" / "bin" / "python"
-    old.parent.mkdir(parents=True)
-    old.write_text("#!/bin/sh\necho 2.51.1\n")
-    old.chmod(0o755)
+    old = fake_trainer_python(workdir / "oldray")
     base = ["--config", "demo.env", "--cluster", "local", "--experiments-dir", str(workdir / "exp"),
             "--trainer-python", str(old), "--dry-run"]
     cache = {"XDG_CACHE_HOME": str(workdir / "cache")}

@@ -10,6 +10,7 @@ import pytest
 from ot_hpc.config.discovery import load_config
 from ot_hpc.scheduler.base import PartitionLimits
 from ot_hpc.validate.run import validate
+from .conftest import fake_trainer_python
 
 NOW = datetime(2025, 3, 1, 14, 15, 2, tzinfo=timezone.utc)
 BASE = {
@@ -42,7 +43,7 @@ def world(tmp_path):
     return tmp_path, environ
 
 
-def run(world, values, cluster="local", drop=(), limits=None):
+def run(world, values, cluster="local", drop=(), limits=None, ask_interpreters=False):
     tmp, environ = world
     merged = dict(values)
     merged.setdefault("EXPERIMENTS_DIR", str(tmp / "exp"))
@@ -51,7 +52,7 @@ def run(world, values, cluster="local", drop=(), limits=None):
     lines = [f"{k}={v}" if not k.startswith("#") else v for k, v in merged.items()]
     (tmp / "job.env").write_text("\n".join(lines) + "\n")
     config = load_config("job.env", {"CLUSTER": cluster}, [], environ=environ, cwd=str(tmp))
-    return validate(config, now=NOW, cwd=str(tmp), run_skyrl_check=False, partition_limits=limits)
+    return validate(config, now=NOW, cwd=str(tmp), run_skyrl_check=ask_interpreters, partition_limits=limits)
 
 
 def fields(result):
@@ -303,30 +304,26 @@ def test_unknown_partition_names_the_ones_that_exist(world):
 
 
 def _old_ray_python(tmp):
-    """A TRAINER_PYTHON whose Ray is 2.51.1 (skyrl-train 0.3.1's pin): it answers the probe."""
-    script = tmp / "oldray" / "bin" / "python"
-    script.parent.mkdir(parents=True)
-    script.write_text("#!/bin/sh\necho 2.51.1\n")
-    script.chmod(0o755)
-    return str(script)
+    """A TRAINER_PYTHON whose Ray is 2.51.1 (skyrl-train 0.3.1's pin)."""
+    return fake_trainer_python(tmp / "oldray")
 
 
 def test_ray_without_token_auth_warns_or_is_refused(world, monkeypatch):
     tmp = world[0]
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
     values = {**BASE, "TRAINER_PYTHON": _old_ray_python(tmp)}
-    result = run(world, values)
+    result = run(world, values, ask_interpreters=True)
     assert result.ok and result.job.ray_auth == "auto" and not result.job.ray_client_server
     lines = [w for w in result.warnings if "Ray 2.51.1" in w]
     assert len(lines) == 1 and "no token authentication" in lines[0] and "run code as you" in lines[0]
-    refused = run(world, {**values, "RAY_AUTH": "required"})
+    refused = run(world, {**values, "RAY_AUTH": "required"}, ask_interpreters=True)
     assert fields(refused) == ["RAY_AUTH"]
     assert "Ray 2.51.1" in refused.problems[0].line() and "ray>=2.52" in refused.problems[0].line()
     assert fields(run(world, {**BASE, "RAY_AUTH": "sometimes"})) == ["RAY_AUTH"]
 
 
 def test_ray_auth_settings_reach_the_job(world):
-    result = run(world, {**BASE, "RAY_AUTH": "required", "RAY_CLIENT_SERVER": "true"})
+    result = run(world, {**BASE, "RAY_AUTH": "required", "RAY_CLIENT_SERVER": "true"}, ask_interpreters=True)
     assert result.ok, [p.line() for p in result.problems]  # this Python's Ray (2.60) has it
     assert result.job.ray_auth == "required" and result.job.ray_client_server is True
     assert not [w for w in result.warnings if "token authentication" in w]

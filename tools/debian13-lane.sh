@@ -539,7 +539,9 @@ cmd_run() {
         awk -v a="${t/,/.}" -v b="${EPOCHREALTIME/,/.}" "BEGIN { printf \"%.1f\", b - a }" >/run/ot-hpc-lane.cluster-seconds
         # This lane names slurm.conf explicitly (sites with a non-default one set SLURM_CONF);
         # the Debian 12 lane leaves it unset: the suite must pass either way.
-        SLURM_CONF=/etc/slurm/slurm.conf exec bash tools/dev.sh test "$@"'
+        # Debian 13 has Python 3.13 only, skyrl-train 0.3.1 needs 3.12: the SkyRL wheel
+        # tests skip here with that reason and run in the Debian 12 lane (tools/dev.sh).
+        OT_HPC_REQUIRE_SKYRL=0 SLURM_CONF=/etc/slurm/slurm.conf exec bash tools/dev.sh test "$@"'
     t0=$(now)
     rm -f "$ROOT/run/ot-hpc-lane.cluster-seconds"
     in_lane bash -c "$inner" "$WORK" "$@" || rc=$?

@@ -7,6 +7,7 @@
 #   bash tools/dev.sh install only install: Debian packages and the venv; starts nothing
 #                             (needs the network; `setup`/`test` afterwards do not)
 #   bash tools/dev.sh stop    stop the local sshd and the local Slurm cluster
+#   bash tools/dev.sh skyrl-venvs  only the two SkyRL venvs the tests check against
 #
 # Set-up is idempotent and runs as root (Debian 12 or 13): Debian's Slurm packages and a
 # real single-machine cluster (tools/local-cluster.sh; nodes, login node and "internet" as
@@ -43,6 +44,51 @@ ensure_venv() {
     fi
 }
 
+# The released SkyRL wheels the pre-flight tests check against (tests/skyrl_wheels.py),
+# each in a Python 3.12 venv under .cache/: installed with --no-deps (no torch, no vLLM,
+# no Ray) plus what their config modules import. skyrl 0.4.0's config module imports
+# skyrl_gym, pandas (python-dateutil), requests, loguru and yaml, and no torch: no stub.
+SKYRL_TRAIN_VERSION=0.3.1
+SKYRL_VERSION=0.4.0
+find_python312() {
+    local c
+    for c in "${OT_HPC_PYTHON312:-}" "$(command -v python3.12 || true)" "$HOME"/.pyenv/versions/3.12*/bin/python3.12 \
+        /usr/bin/python3.12 /usr/local/bin/python3.12; do
+        if [[ -n $c && -x $c ]] && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+            echo "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+skyrl_venv() {  # DIR "NO-DEPS PACKAGES" "PACKAGES"
+    local dir=$1 want="$2|$3"
+    [[ -x $dir/bin/python && $(cat "$dir/.ot-hpc-ready" 2>/dev/null) == "$want" ]] && return 0
+    say "installing $2 (--no-deps) and $3 into $dir"
+    rm -rf "$dir"
+    # shellcheck disable=SC2086 # the package lists are words
+    "$BASE312" -m venv "$dir" && "$dir/bin/python" -m pip install -q --no-deps $2 &&
+        "$dir/bin/python" -m pip install -q $3 && echo "$want" >"$dir/.ot-hpc-ready"
+}
+ensure_skyrl_venvs() {
+    local cache=$REPO/.cache missing=$REPO/.cache/skyrl-venvs.missing
+    mkdir -p "$cache"
+    if ! BASE312=$(find_python312); then
+        echo "no Python 3.12 on this machine (skyrl-train 0.3.1 needs ==3.12; set OT_HPC_PYTHON312)" >"$missing"
+        say "WARNING: $(cat "$missing"): the SkyRL wheel tests cannot run here"
+        return 0
+    fi
+    # Each with the Ray its SkyRL pins (--no-deps: only what detection reads is needed).
+    if skyrl_venv "$cache/skyrl-train-$SKYRL_TRAIN_VERSION" "skyrl-train==$SKYRL_TRAIN_VERSION ray==2.51.1" "hydra-core==1.3.2 omegaconf" &&
+        skyrl_venv "$cache/skyrl-$SKYRL_VERSION" "skyrl==$SKYRL_VERSION skyrl-gym==$SKYRL_VERSION ray==2.57.0" \
+            "omegaconf pandas python-dateutil requests loguru pyyaml"; then
+        rm -f "$missing"
+    else
+        echo "installing the SkyRL wheels with $BASE312 failed (network?)" >"$missing"
+        say "WARNING: $(cat "$missing")"
+    fi
+}
+
 # Packages and venv only (no daemon, no port): what needs the package registries.
 install() {
     bash "$REPO/tools/local-cluster.sh" install
@@ -50,6 +96,7 @@ install() {
         bash "$REPO/tools/local-login-sshd.sh" install
     fi
     ensure_venv
+    ensure_skyrl_venvs
 }
 
 setup() {
@@ -58,6 +105,7 @@ setup() {
         bash "$REPO/tools/local-login-sshd.sh" start
     fi
     ensure_venv
+    ensure_skyrl_venvs
 }
 
 case ${1:-} in
@@ -66,6 +114,9 @@ case ${1:-} in
         ;;
     setup)
         setup
+        ;;
+    skyrl-venvs)
+        ensure_skyrl_venvs
         ;;
     demo)
         setup
@@ -78,6 +129,8 @@ case ${1:-} in
         cd "$REPO"
         # A missing cluster fails the tests instead of skipping them.
         export OT_HPC_REQUIRE_CLUSTER=1
+        # ... and missing SkyRL wheel venvs fail them too (the Debian 13 lane opts out: no 3.12).
+        export OT_HPC_REQUIRE_SKYRL=${OT_HPC_REQUIRE_SKYRL:-1}
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     stop)
@@ -87,7 +140,7 @@ case ${1:-} in
         bash "$REPO/tools/local-cluster.sh" stop
         ;;
     *)
-        echo "usage: bash tools/dev.sh demo|test|setup|install|stop" >&2
+        echo "usage: bash tools/dev.sh demo|test|setup|install|skyrl-venvs|stop" >&2
         exit 2
         ;;
 esac

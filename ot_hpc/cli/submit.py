@@ -147,6 +147,9 @@ def body(argv: Optional[List[str]] = None) -> int:
         raise UsageError(str(exc)) from None
     if args.show_config:
         sys.stdout.write(format_config(config))
+        from ..validate.skyrl_install import describe_config
+
+        sys.stdout.write("".join(line + "\n" for line in describe_config(config)))
         if config.problems:
             _print_problems([p.line() for p in config.problems], [])
             return EXIT_USAGE

@@ -67,8 +67,9 @@ SETTINGS: Tuple[Setting, ...] = (
             "hostlist)", cluster_field="exclude_nodes", group="slurm"),
     # --- the trainer ----------------------------------------------------------------
     Setting("SKYRL_ENTRYPOINT", "--skyrl-entrypoint", "module", "Python module the runner "
-            "starts with `python -m` on the head node",
-            default="skyrl_train.entrypoints.main_base", group="trainer"),
+            "starts with `python -m` on the head node (default: the installed SkyRL's, "
+            "skyrl.train.entrypoints.main_base or skyrl_train.entrypoints.main_base)",
+            group="trainer"),
     Setting("MODEL_PATH", "--model-path", "str", "policy model: a directory or a Hugging "
             "Face id", hydra_key="trainer.policy.model.path", group="trainer"),
     Setting("TRAIN_DATA", "--train-data", "str", "training data file(s), comma-separated, "
@@ -82,7 +83,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("TRAINER_PYTHON", "--trainer-python", "path", "interpreter that runs the "
             "entrypoint (default: PYTHON)", group="trainer"),
     Setting("SKYRL_CHECK", "--skyrl-check", "choice", "compose the overrides against "
-            "SkyRL's Hydra config before submitting (auto: where skyrl_train imports)",
+            "SkyRL's own config before submitting (auto: where SkyRL is installed)",
             default="auto", choices=("auto", "true", "false"), group="trainer"),
     Setting("PREDOWNLOAD", "--predownload", "choice", "download Hugging Face ids named by "
             "MODEL_PATH/TRAIN_DATA/VAL_DATA into HF_HUB_CACHE on the login node before "

@@ -60,10 +60,20 @@ def nodes_share_host(cluster, addresses: Sequence[str]) -> bool:
 
 
 def ray_command(python: str) -> List[str]:
-    """The ``ray`` CLI of the given interpreter's environment."""
+    """The ``ray`` CLI of the given interpreter's environment (the trainer's: one Ray on
+    every node and in the driver); the ``ray`` script beside it only when its ``#!`` is
+    that interpreter, else ``python -m`` (a script of another Python's Ray never runs)."""
     candidate = os.path.join(os.path.dirname(python), "ray")
-    if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-        return [candidate]
+    try:
+        with open(candidate, "rb") as handle:
+            shebang = handle.readline(4096)[2:].decode(errors="replace").split()
+        script_python = shebang[0] if shebang else ""
+        if os.access(candidate, os.X_OK) and (os.path.abspath(script_python) == os.path.abspath(python) or (
+                os.path.dirname(os.path.abspath(script_python)) == os.path.dirname(os.path.abspath(python))
+                and os.path.realpath(script_python) == os.path.realpath(python))):
+            return [candidate]
+    except OSError:
+        pass
     return [python, "-m", "ray.scripts.scripts"]
 
 

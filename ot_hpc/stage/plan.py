@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..hydra import hydra_list, hydra_quote
+from ..hydra import list_for, quote_for
 from .errors import EXIT_INPUT, StageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,12 +105,13 @@ def default_hub_cache(environ: Mapping[str, str]) -> Tuple[str, str]:
     return os.path.join(base, "huggingface", "hub"), "huggingface_hub's default"
 
 
-def hydra_value(setting_key: str, items: Sequence[str]) -> str:
-    """The Hydra value of a mapped setting: MODEL_PATH a single (quoted when needed) string,
-    TRAIN_DATA/VAL_DATA a list of strings (SkyRL's ``data.train_data=['a','b']``)."""
+def hydra_value(setting_key: str, items: Sequence[str], line: str = "skyrl-train") -> str:
+    """The override value of a mapped setting for SkyRL ``line``'s parser (Hydra for
+    skyrl-train, OmegaConf's CLI grammar for skyrl): MODEL_PATH a single (quoted when
+    needed) string, TRAIN_DATA/VAL_DATA a list of strings (``data.train_data=['a','b']``)."""
     if KINDS.get(setting_key) == "model":
-        return hydra_quote(items[0])
-    return hydra_list(list(items))
+        return quote_for(line, items[0])
+    return list_for(line, list(items))
 
 
 # --------------------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def plan_downloads(mapped_values: Mapping[str, Sequence[str]], hub_cache: Option
 def localized_overrides(overrides: Sequence["Override"], mapped_values: Mapping[str, Sequence[str]],
                         downloads: Sequence[Download], snapshots: Mapping[Download, str],
                         replacements: Optional[Mapping[Download, Sequence[str]]] = None,
-                        ) -> Tuple["Override", ...]:
+                        line: str = "skyrl-train") -> Tuple["Override", ...]:
     """``overrides`` with every downloaded id of a mapped setting (``mapped_values``:
     setting -> items) replaced by its local snapshot directory (``:split`` kept);
     everything else unchanged and in order.
@@ -229,7 +230,7 @@ def localized_overrides(overrides: Sequence["Override"], mapped_values: Mapping[
             else:
                 items.append(item)
         hydra_key = SETTINGS_BY_KEY[setting_key].hydra_key or ""
-        new_values[hydra_key] = hydra_value(setting_key, items)
+        new_values[hydra_key] = hydra_value(setting_key, items, line)
     return tuple(
         replace(o, value=new_values[o.key]) if o.key in new_values and o.prefix == "" else o
         for o in overrides

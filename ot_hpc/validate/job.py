@@ -65,6 +65,10 @@ class ValidatedJob:
     # RAY_AUTH (auto | required) and RAY_CLIENT_SERVER: see ot_hpc.rayauth.
     ray_auth: str = "auto"
     ray_client_server: bool = False
+    # The SkyRL line the overrides are checked and quoted for (ot_hpc.skyrl_lines), and
+    # what was detected in TRAINER_PYTHON (lines for --show-config and the dry run).
+    skyrl_line: str = "skyrl"
+    skyrl_summary: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

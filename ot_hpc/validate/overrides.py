@@ -11,7 +11,8 @@ from ..cluster_facts import Cluster
 from ..config.merge import Override
 from ..config.problems import Problem
 from ..config.settings import SETTINGS_BY_KEY
-from ..hydra import hydra_quote
+from ..hydra import quote_for
+from ..skyrl_lines import SKYRL
 from ..stage.plan import (KINDS, classify_value, default_hub_cache, hub_cache_dir, hydra_value,
                           parse_hub_id, predownload_enabled)
 from .fields import Context, Fields, Section, unwritable_ancestor
@@ -90,7 +91,7 @@ def _check_model(fields: Fields) -> Optional[Tuple[str, ...]]:
     return (text,)
 
 
-def _mapped_overrides(fields: Fields, user: Mapping[str, Override]
+def _mapped_overrides(fields: Fields, user: Mapping[str, Override], line: str
                       ) -> Tuple[List[Override], Dict[str, Tuple[str, ...]]]:
     """MODEL_PATH/TRAIN_DATA/VAL_DATA as overrides, and their items (for the stage)."""
     config = fields.config
@@ -113,7 +114,7 @@ def _mapped_overrides(fields: Fields, user: Mapping[str, Override]
             mapped.append(Override("", hydra_key, items, config.source(key)))
             continue
         items_of[key] = items
-        mapped.append(Override("", hydra_key, hydra_value(key, items), config.source(key)))
+        mapped.append(Override("", hydra_key, hydra_value(key, items, line), config.source(key)))
     return mapped, items_of
 
 
@@ -158,7 +159,8 @@ def _hub_cache(fields: Fields, cluster: Cluster, mapped_values: Mapping[str, Seq
 
 
 def _restart_overrides(fields: Fields, user: Mapping[str, Override], max_restarts: Optional[int],
-                       experiments_dir: Optional[str], job_name: Optional[str]) -> List[Override]:
+                       experiments_dir: Optional[str], job_name: Optional[str],
+                       line: str) -> List[Override]:
     """``MAX_RESTARTS`` resumes from the latest checkpoint in a stable directory."""
     if not max_restarts:
         return []
@@ -173,7 +175,7 @@ def _restart_overrides(fields: Fields, user: Mapping[str, Override], max_restart
         added.append(Override("", RESUME_OVERRIDE, "latest", "MAX_RESTARTS"))
     if CKPT_OVERRIDE not in user and experiments_dir is not None:
         ckpt = os.path.join(experiments_dir, "checkpoints", job_name or "job")
-        added.append(Override("", CKPT_OVERRIDE, hydra_quote(ckpt), "MAX_RESTARTS"))
+        added.append(Override("", CKPT_OVERRIDE, quote_for(line, ckpt), "MAX_RESTARTS"))
     return added
 
 
@@ -184,12 +186,13 @@ def check_overrides(context: Context, found: Mapping[str, Any]) -> Section:
     fields = Fields(config, context.cwd)
     environment = {k: (e.value or "") for k, e in config.environment.items()}
     user = {o.key: o for o in config.overrides}
-    mapped, mapped_values = _mapped_overrides(fields, user)
+    line = found.get("skyrl_line") or SKYRL
+    mapped, mapped_values = _mapped_overrides(fields, user, line)
     hub_cache = _hub_cache(fields, config.cluster, mapped_values,
                            predownload_enabled(found.get("predownload_mode"), config.cluster),
                            environment, context.environ)
     added = _restart_overrides(fields, user, found.get("max_restarts"),
-                               found.get("experiments_dir"), found.get("job_name"))
+                               found.get("experiments_dir"), found.get("job_name"), line)
     return fields.section(dict(
         overrides=tuple(mapped) + tuple(config.overrides) + tuple(added),
         mapped_values=mapped_values, hub_cache=hub_cache, environment=environment))

@@ -19,11 +19,9 @@ def check_interpreters(context: Context, found: Mapping[str, Any]) -> Section:
     (the entrypoint's, default PYTHON) are executable files."""
     fields = Fields(context.config, context.cwd)
     entrypoint = fields.value("SKYRL_ENTRYPOINT")
-    if entrypoint is None:
-        fields.required("SKYRL_ENTRYPOINT")
-    elif not _MODULE.match(entrypoint):
+    if entrypoint is not None and not _MODULE.match(entrypoint):  # None: the installed SkyRL's
         fields.problem("SKYRL_ENTRYPOINT", "is not a Python module name",
-                       "write a dotted module, e.g. skyrl_train.entrypoints.main_base")
+                       "write a dotted module, e.g. skyrl.train.entrypoints.main_base")
         entrypoint = None
     runner_python = None
     if fields.value("PYTHON") is None:

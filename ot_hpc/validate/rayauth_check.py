@@ -1,7 +1,7 @@
 """RAY_AUTH and RAY_CLIENT_SERVER, against the Ray of the trainer's interpreter.
 
-One subprocess asks TRAINER_PYTHON for its Ray version (cached per interpreter, see
-:mod:`ot_hpc.rayauth`). A Ray without token authentication (< 2.52) is one warning line
+The Ray version is what :mod:`ot_hpc.skyrl_detect` found in TRAINER_PYTHON (the
+``trainer_ray`` that check_skyrl_install passes on: no second subprocess). A Ray without token authentication (< 2.52) is one warning line
 naming the version and the risk under ``RAY_AUTH=auto``, and a problem under
 ``RAY_AUTH=required``. A version that cannot be found here is left to the runner, which
 asks again on the compute node (the environment may only exist there after activation).
@@ -19,8 +19,8 @@ def check_ray_auth(context: Context, found: Mapping[str, Any]) -> Section:
     mode = fields.choice("RAY_AUTH") or "auto"
     client_server = bool(fields.boolean("RAY_CLIENT_SERVER"))
     python = found.get("trainer_python")
+    version = found.get("trainer_ray")
     if python:
-        version, _problem = rayauth.ray_version(python, context.environ)
         if version and not rayauth.supports_token_auth(version):
             risk = rayauth.no_auth_risk(version, python)
             if mode == "required":

@@ -15,6 +15,7 @@ from .overrides import check_job_name, check_overrides
 from .paths import check_interpreters, check_paths, check_tunnel
 from .rayauth_check import check_ray_auth
 from .skyrl import check_skyrl_config, check_skyrl_rules
+from .skyrl_install import check_skyrl_install
 from .slurm import check_controls, check_resources
 from .upload_check import check_upload
 
@@ -26,8 +27,9 @@ SECTIONS: Tuple[Checker, ...] = (
     check_resources,
     check_controls,
     check_interpreters,
-    check_ray_auth,
     check_paths,
+    check_skyrl_install,
+    check_ray_auth,
     check_tunnel,
     check_job_name,
     check_overrides,
@@ -44,7 +46,7 @@ FALLBACKS: Mapping[str, Any] = {
     "runner_python": "", "trainer_python": "", "ssh_port": 22,
     "ray_join_timeout_seconds": 300, "shutdown_grace_seconds": 15,
 }
-_NOT_JOB_FIELDS = ("secret_keys", "needs_tunnel_mode", "skyrl_check_mode", "predownload_mode")
+_NOT_JOB_FIELDS = ("secret_keys", "skyrl_own_entrypoint", "trainer_ray", "needs_tunnel_mode", "skyrl_check_mode", "predownload_mode")
 
 
 def validate(

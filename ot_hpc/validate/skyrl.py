@@ -2,47 +2,32 @@
 the overrides composed against SkyRL's real Hydra config where SkyRL is installed."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..config.merge import Override
 from ..config.problems import Problem
+from ..skyrl_lines import LINES, SKYRL, Line, legacy_key_line, line_of_entrypoint
 from .fields import Context, Fields, Section, int_of
 
-SKYRL_TRAIN_PREFIX = "skyrl_train."
-# SkyRL's defaults (skyrl_train/config/ppo_base_config.yaml) for the rules that fail late.
-SKYRL_DEFAULTS: Mapping[str, str] = {
-    "trainer.placement.colocate_all": "true",
-    "trainer.placement.policy_num_nodes": "1",
-    "trainer.placement.policy_num_gpus_per_node": "4",
-    "generator.num_inference_engines": "1",
-    "generator.inference_engine_tensor_parallel_size": "4",
-    "generator.inference_engine_pipeline_parallel_size": "1",
-    "generator.inference_engine_data_parallel_size": "1",
-    "trainer.train_batch_size": "1024",
-    "trainer.policy_mini_batch_size": "256",
-    "trainer.logger": "wandb",
-    "trainer.resume_mode": "latest",
-}
 POLICY_KEYS = ("trainer.placement.policy_num_nodes", "trainer.placement.policy_num_gpus_per_node")
-ROLLOUT_KEYS = ("generator.num_inference_engines", "generator.inference_engine_tensor_parallel_size",
-                "generator.inference_engine_pipeline_parallel_size",
-                "generator.inference_engine_data_parallel_size")
 
 
-def is_skyrl_train(entrypoint: Optional[str]) -> bool:
-    return bool(entrypoint and entrypoint.startswith(SKYRL_TRAIN_PREFIX))
+def is_skyrl_entrypoint(entrypoint: Optional[str]) -> bool:
+    """SkyRL's own entrypoint (either line): the rules and the config check apply."""
+    return line_of_entrypoint(entrypoint) is not None
 
 
 class _Overrides:
     """The final overrides over SkyRL's defaults, with where each value came from."""
 
-    def __init__(self, overrides: Mapping[str, Override]) -> None:
+    def __init__(self, overrides: Mapping[str, Override], line: Line) -> None:
         self.by_key = overrides
+        self.line = line
 
     def get(self, key: str) -> Optional[str]:
         if key in self.by_key:
             return self.by_key[key].value
-        return SKYRL_DEFAULTS.get(key)
+        return self.line.defaults.get(key)
 
     def source(self, *keys: str) -> str:
         sources = [self.by_key[k].source for k in keys if k in self.by_key]
@@ -52,7 +37,7 @@ class _Overrides:
 def _placement_problems(values: _Overrides, num_nodes: Optional[int],
                         gpus_per_node: Optional[int]) -> List[Problem]:
     policy_nodes, policy_gpn = (int_of(values.get(k)) for k in POLICY_KEYS)
-    rollout = [int_of(values.get(k)) for k in ROLLOUT_KEYS]
+    rollout = [int_of(values.get(k)) for k in values.line.rollout_keys]
     if policy_nodes is None or policy_gpn is None:
         return []
     problems = []
@@ -65,8 +50,9 @@ def _placement_problems(values: _Overrides, num_nodes: Optional[int],
                 "trainer.placement.colocate_all", "true",
                 f"policy GPUs {policy_nodes}x{policy_gpn}={policy_gpus} differ from rollout "
                 f"GPUs {'x'.join(str(r) for r in rollout)}={rollout_gpus}",
-                "make policy_num_nodes*policy_num_gpus_per_node equal num_inference_engines*"
-                "tensor*pipeline*data parallel sizes", values.source(*POLICY_KEYS, *ROLLOUT_KEYS)))
+                "make policy_num_nodes*policy_num_gpus_per_node equal the product of "
+                + ", ".join(k.rsplit(".", 1)[1] for k in values.line.rollout_keys),
+                values.source(*POLICY_KEYS, *values.line.rollout_keys)))
     if num_nodes is not None and gpus_per_node is not None and (
             policy_nodes > num_nodes or policy_gpn > gpus_per_node):
         problems.append(Problem(
@@ -98,16 +84,36 @@ def _logger_problems(values: _Overrides, secret_keys: Optional[List[str]],
     return []
 
 
+def legacy_problems(overrides: Sequence[Override]) -> List[Problem]:
+    """For skyrl >= 0.3: the skyrl-train keys it renamed or removed, and ``+`` (pure)."""
+    problems = []
+    for o in overrides:
+        legacy = legacy_key_line(o.key)
+        if legacy is not None:
+            problems.append(Problem(o.key, o.value, legacy[0], legacy[1], o.source))
+        elif o.prefix:
+            problems.append(Problem(
+                o.prefix + o.key, o.value, f"skyrl 0.4 refuses the {o.prefix!r} prefix (its config "
+                "is typed dataclasses: it cannot add keys)", f"drop the prefix ({o.key}=...) if "
+                "the key is a config field; new fields need a subclassed config", o.source))
+    return problems
+
+
 def check_skyrl_rules(context: Context, found: Mapping[str, Any]) -> Section:
-    """GPUs, placement, batch sizes and the W&B key, for skyrl_train entrypoints."""
+    """GPUs, placement, batch sizes, the W&B key and (skyrl >= 0.3) the renamed keys, for
+    SkyRL's own entrypoints."""
     fields = Fields(context.config, context.cwd)
-    if not is_skyrl_train(found.get("entrypoint")):
+    if not is_skyrl_entrypoint(found.get("entrypoint")):
         return fields.section()
     gpus_per_node = found.get("gpus_per_node")
     if gpus_per_node == 0:
         fields.problem("GPUS_PER_NODE", "is 0 but SkyRL trains on GPUs",
                        "set GPUS_PER_NODE to the GPUs per node (or use a CPU entrypoint)")
-    values = _Overrides({o.key: o for o in found.get("overrides", ())})
+    overrides = found.get("overrides", ())
+    line = LINES[found.get("skyrl_line") or SKYRL]
+    if line.name == SKYRL:
+        fields.problems.extend(legacy_problems(overrides))
+    values = _Overrides({o.key: o for o in overrides}, line)
     fields.problems.extend(_placement_problems(values, found.get("num_nodes"), gpus_per_node))
     train_batch = int_of(values.get("trainer.train_batch_size"))
     mini_batch = int_of(values.get("trainer.policy_mini_batch_size"))
@@ -122,32 +128,49 @@ def check_skyrl_rules(context: Context, found: Mapping[str, Any]) -> Section:
     return fields.section()
 
 
-def check_skyrl_config(context: Context, found: Mapping[str, Any]) -> Section:
-    """The overrides composed against SkyRL's real Hydra config (SKYRL_CHECK)."""
-    from .. import skyrl_check
-
-    fields = Fields(context.config, context.cwd)
-    mode = found.get("skyrl_check_mode") or "auto"
-    python = found.get("trainer_python")
-    if not (context.run_skyrl_check and is_skyrl_train(found.get("entrypoint"))
-            and mode != "false" and python):
-        return fields.section()
-    if mode == "auto" and not skyrl_check.skyrl_importable(python):
-        fields.warnings.append(
-            f"skyrl_train does not import with {python}: overrides were not checked "
-            "against SkyRL's config (set TRAINER_PYTHON to SkyRL's interpreter to check)")
-        return fields.section()
-    overrides = found.get("overrides", ())
-    result = skyrl_check.compose_overrides(python, [o.text for o in overrides])
-    if not result.available and mode == "true":
-        fields.problem("SKYRL_CHECK", f"cannot compose with {python}: {result.reason}",
-                       "point TRAINER_PYTHON at SkyRL's venv, or SKYRL_CHECK=auto")
+def _failure_problems(result, overrides: Sequence[Override]) -> List[Problem]:
+    """The failures of either check as problems, skipping what legacy_problems reported."""
     by_text: Dict[str, Override] = {o.text: o for o in overrides}
+    problems = []
     for failure in result.failures:
         culprit = by_text.get(failure.override or "")
-        fields.problems.append(Problem(
+        if culprit is not None and getattr(failure, "kind", "") and (
+                culprit.prefix or legacy_key_line(culprit.key) is not None):
+            continue  # already one line from legacy_problems
+        problems.append(Problem(
             culprit.key if culprit else (failure.key or "overrides"),
             culprit.value if culprit else failure.override,
             f"SkyRL's config refuses it: {failure.message}", failure.fix(),
             culprit.source if culprit else ""))
+    return problems
+
+
+def check_skyrl_config(context: Context, found: Mapping[str, Any]) -> Section:
+    """The overrides checked against the installed SkyRL's own config (SKYRL_CHECK): Hydra
+    composition for skyrl-train, the structured dataclass config for skyrl >= 0.3."""
+    from .. import skyrl_check, skyrl_structured
+
+    fields = Fields(context.config, context.cwd)
+    mode = found.get("skyrl_check_mode") or "auto"
+    python = found.get("trainer_python")
+    line = found.get("skyrl_line") or SKYRL
+    if not (context.run_skyrl_check and is_skyrl_entrypoint(found.get("entrypoint"))
+            and mode != "false" and python):
+        return fields.section()
+    package = LINES[line].package
+    if mode == "auto" and not skyrl_check.skyrl_importable(python, package):
+        fields.warnings.append(
+            f"{package} does not import with {python}: overrides were not checked "
+            "against SkyRL's config (set TRAINER_PYTHON to SkyRL's interpreter to check)")
+        return fields.section()
+    overrides = found.get("overrides", ())
+    texts = [o.text for o in overrides]
+    if line == SKYRL:
+        result = skyrl_structured.check_overrides(python, texts)
+    else:
+        result = skyrl_check.compose_overrides(python, texts)
+    if not result.available and mode == "true":
+        fields.problem("SKYRL_CHECK", f"cannot check with {python}: {result.reason}",
+                       "point TRAINER_PYTHON at SkyRL's venv, or SKYRL_CHECK=auto")
+    fields.problems.extend(_failure_problems(result, overrides))
     return fields.section()

@@ -6,7 +6,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from .. import upload
 from .fields import Context, Fields, Section, int_of
-from .skyrl import is_skyrl_train
+from .skyrl import is_skyrl_entrypoint
 
 
 def python_imports(python: Optional[str], modules: Sequence[str]) -> Optional[Dict[str, bool]]:
@@ -85,7 +85,7 @@ def check_upload(context: Context, found: Mapping[str, Any]) -> Section:
         fields.problem("UPLOAD_REPO", why, "write org/name, e.g. my-org/qwen-gsm8k-grpo")
     _token_problem(fields, repo, found)
     path = _upload_path(fields, repo, fields.value("UPLOAD_PATH"),
-                        is_skyrl_train(found.get("entrypoint")),
+                        is_skyrl_entrypoint(found.get("entrypoint")),
                         [o.text for o in found.get("overrides", ())])
     python = found.get("runner_python")
     imports = python_imports(python, ("huggingface_hub", "socksio"))

@@ -151,30 +151,3 @@ def test_versions():
     assert rayauth.supports_token_auth("3.0.0") and not rayauth.supports_token_auth(None)
 
 
-def fake_python(tmp_path, version: str):
-    """An 'interpreter' that answers the probe with ``version`` and counts its calls."""
-    script = tmp_path / "bin" / "python"
-    script.parent.mkdir(exist_ok=True)
-    script.write_text(f"#!/bin/sh\necho x >> {tmp_path}/calls\necho {version}\n")
-    script.chmod(0o755)
-    return str(script)
-
-
-def test_probe_is_cached_per_interpreter(tmp_path):
-    python = fake_python(tmp_path, "2.51.1")
-    environ = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}
-    assert rayauth.ray_version(python, environ) == ("2.51.1", None)
-    assert rayauth.ray_version(python, environ) == ("2.51.1", None)
-    assert open(tmp_path / "calls").read().count("x") == 1
-    os.utime(os.path.dirname(python), ns=(1, 1))  # pip changed the environment's bin/
-    assert rayauth.ray_version(python, environ)[0] == "2.51.1"
-    assert open(tmp_path / "calls").read().count("x") == 2
-    assert rayauth.ray_version(sys.executable, environ)[0] == rayauth.installed_ray_version()
-
-
-def test_probe_failure_is_a_reason_not_a_crash(tmp_path):
-    script = tmp_path / "broken"
-    script.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named ray' >&2\nexit 1\n")
-    script.chmod(0o755)
-    version, why = rayauth.ray_version(str(script), {"XDG_CACHE_HOME": str(tmp_path)})
-    assert version is None and "No module named ray" in why
