@@ -40,8 +40,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUITE=${OT_LANE_SUITE:-trixie}
 ROOT=${OT_LANE_ROOT:-/var/lib/ot-hpc-$SUITE}
 NETNS=${OT_LANE_NETNS:-ot-$SUITE}
-CG_NAME=ot-hpc-lane-$SUITE
-STATE_DIR=/run/ot-hpc-lane-$SUITE          # host side: lock, cgroup list (tmpfs)
+# A lane with its own OT_LANE_NETNS is its own lane: own lock, cgroups and state, so two
+# lanes of one suite (two engineers, two chroots) never stop each other's processes.
+LANE_ID=$SUITE
+[[ $NETNS == "ot-$SUITE" ]] || LANE_ID=$SUITE-$NETNS
+CG_NAME=ot-hpc-lane-$LANE_ID
+STATE_DIR=/run/ot-hpc-lane-$LANE_ID        # host side: lock, cgroup list (tmpfs)
 MAX_AGE_DAYS=${OT_LANE_MAX_AGE_DAYS:-7}
 WORK=/srv/ot-hpc                           # the repo copy inside the chroot
 # What a fresh Debian machine has and minbase lacks (the rest is tools/dev.sh's job).
