@@ -86,3 +86,10 @@ def huggingface_hub():
     except ImportError:
         pytest.fail("huggingface_hub is not installed: pip install -e '.[test]'")
     return module
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked ``faults`` stop slurmctld or slurmdbd (and restore them): they run after
+    every other test, in their own order, so no other test ever meets a stopped daemon."""
+    items[:] = ([item for item in items if item.get_closest_marker("faults") is None]
+                + [item for item in items if item.get_closest_marker("faults") is not None])
