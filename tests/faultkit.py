@@ -58,8 +58,11 @@ def controller_up() -> bool:
 
 
 def restore(daemon: str) -> None:
-    """Start ``daemon`` again and wait until the controller answers (idempotent)."""
+    """Start ``daemon`` again and wait until it answers (idempotent; start-daemon waits
+    for slurmdbd through sacct, and here for slurmctld through ``scontrol ping``)."""
     _cluster("start-daemon", daemon)
+    if daemon != "slurmctld":
+        return
     deadline = time.monotonic() + 90
     while not controller_up():
         if time.monotonic() > deadline:

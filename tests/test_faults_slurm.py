@@ -49,6 +49,14 @@ def report(what: str, seconds: float) -> None:
     print(f"[faults] {what}: {seconds:.1f} s", file=sys.stderr)
 
 
+def assert_unreachable(result, seconds: float, bound: float, command: str, backend: str) -> None:
+    """Exit 1, one line saying the controller is unreachable, inside the bound."""
+    lines = error_lines(result.stderr)
+    assert result.returncode == 1, (command, backend, result.stdout, result.stderr)
+    assert len(lines) == 1 and "controller unreachable" in lines[0].lower(), lines
+    assert seconds <= bound, f"{command} ({backend}) took {seconds:.1f} s > {bound:.1f} s"
+
+
 def test_controller_down_each_command_fails_in_one_line_within_its_deadline_then_recovers(tmp_path):
     name = f"faultctl-{uuid.uuid4().hex[:6]}"
     exp = tmp_path / "exp"
@@ -61,15 +69,20 @@ def test_controller_down_each_command_fails_in_one_line_within_its_deadline_then
                 report(f"plain {command[0]} gives up", plain[command[0]])
             bound = BOUND * max(plain.values())
             for backend in BACKENDS:
-                for command, args in (("ot-status", []), ("ot-sfail", []),
-                                      ("ot-submit", submit_args(name, exp))):
+                for command, args in (("ot-status", []), ("ot-submit", submit_args(name, exp))):
                     result, seconds = ot(command, args, backend, cwd=str(tmp_path))
                     report(f"{command} --backend {backend} gives up", seconds)
-                    lines = error_lines(result.stderr)
-                    assert result.returncode == 1, (command, backend, result.stdout, result.stderr)
-                    assert len(lines) == 1 and "controller unreachable" in lines[0].lower(), lines
-                    assert seconds <= bound, f"{command} ({backend}) took {seconds:.1f} s > {bound:.1f} s"
+                    assert_unreachable(result, seconds, bound, command, backend)
                     assert left_behind(exp) == [], left_behind(exp)
+                # ot-sfail reads accounting (slurmdbd), which still answers: it works.
+                result, seconds = ot("ot-sfail", [], backend, cwd=str(tmp_path))
+                report(f"ot-sfail --backend {backend} (accounting up) answers", seconds)
+                assert result.returncode == 0 and result.stderr == "", result.stderr
+            with stopped("slurmdbd"):  # no accounting either: the fallback finds no controller
+                for backend in BACKENDS:
+                    result, seconds = ot("ot-sfail", [], backend, cwd=str(tmp_path))
+                    report(f"ot-sfail --backend {backend} (accounting down too) gives up", seconds)
+                    assert_unreachable(result, seconds, bound, "ot-sfail", backend)
         # Restarted: everything works again, nothing to clean up by hand.
         assert faultkit.jobs_named(name) == []  # neither sbatch nor ot-submit made a job
         for backend in BACKENDS:
