@@ -8,7 +8,7 @@ backend (pyslurm: the strict stand-in), optionally also an older tree's ot_hpc
 slurmctld again (also on an error or Ctrl-C). It stops the controller: run it only on a
 cluster of your own (tools/debian13-lane.sh with OT_LANE_NETNS), as root:
 
-    python benchmarks/bench_faults.py [--before /path/to/old-tree] [--backends cli,pyslurm]
+    OT_HPC_FAULT_TESTS=1 python benchmarks/bench_faults.py [--before /path/to/old-tree] [--backends cli,pyslurm]
 """
 from __future__ import annotations
 

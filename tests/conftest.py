@@ -34,7 +34,11 @@ def _cluster_problem() -> Optional[str]:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
     """Skip (or, under OT_HPC_REQUIRE_CLUSTER=1, fail) when the local cluster is down."""
-    problem = _cluster_problem()
+    skip_or_fail(_cluster_problem())
+
+
+def skip_or_fail(problem: Optional[str]) -> None:
+    """Skip with ``problem`` (fail under OT_HPC_REQUIRE_CLUSTER=1); nothing when None."""
     if problem:
         if os.environ.get("OT_HPC_REQUIRE_CLUSTER") == "1":
             pytest.fail(problem)

@@ -163,7 +163,8 @@ def test_a_submission_that_times_out_keeps_its_spec_and_says_how_to_check(tmp_pa
         assert "ot-status" in message and request.spec_path in message and "\n" not in message
         assert Path(request.spec_path).exists()  # whatever Slurm did, the job has its spec
         time.sleep(2)  # thawed: the controller handles what it had received
-        report(f"jobs the thawed controller created ({backend})", len(faultkit.jobs_named(request.job_request.name)))
+        created = len(faultkit.jobs_named(request.job_request.name))
+        print(f"[faults] jobs the thawed controller created ({backend}): {created}", file=sys.stderr)
     finally:
         faultkit.cancel_named(request.job_request.name)
 

@@ -543,7 +543,8 @@ cmd_run() {
         awk -v a="${t/,/.}" -v b="${EPOCHREALTIME/,/.}" "BEGIN { printf \"%.1f\", b - a }" >/run/ot-hpc-lane.cluster-seconds
         # This lane names slurm.conf explicitly (sites with a non-default one set SLURM_CONF);
         # the Debian 12 lane leaves it unset: the suite must pass either way.
-        SLURM_CONF=/etc/slurm/slurm.conf exec bash tools/dev.sh test "$@"'
+        # The lane'"'"'s cluster is its own: the fault tests may stop its daemons.
+        SLURM_CONF=/etc/slurm/slurm.conf OT_HPC_FAULT_TESTS=1 exec bash tools/dev.sh test "$@"'
     t0=$(now)
     rm -f "$ROOT/run/ot-hpc-lane.cluster-seconds"
     in_lane bash -c "$inner" "$WORK" "$@" || rc=$?
