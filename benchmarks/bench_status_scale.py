@@ -244,9 +244,9 @@ def bench_watch() -> None:
 
     commands: List[str] = []
 
-    def runner(argv, stdin, env):
+    def runner(argv, stdin, env, timeout=None):
         commands.append(os.path.basename(argv[0]))
-        return _run_process(argv, stdin, env)
+        return _run_process(argv, stdin, env, timeout)
 
     cli = listings_per_refresh(CommandScheduler(run=runner), lambda: len(commands))
     print(f"\n--watch over {WATCH_REFRESHES} refreshes: cli backend runs {cli:g} Slurm command(s) "

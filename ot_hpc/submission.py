@@ -36,7 +36,7 @@ from .config.problems import Problem
 from .durations import format_minutes
 from .monitor.dirs import remember_experiments_dir
 from .paths import package_import_root
-from .scheduler.base import JobRequest, PartitionLimits, Scheduler
+from .scheduler.base import JobRequest, PartitionLimits, Scheduler, SubmissionUncertain
 from .scheduler.commands import sbatch_lines
 from .spec import JobSpec, spec_to_json, write_spec
 from .stage import run as staging
@@ -291,6 +291,15 @@ def dryrun(request: SubmissionRequest, scheduler: Optional[Scheduler] = None) ->
 # ------------------------------------------------------------------------------------
 
 
+def uncertain_message(exc: BaseException, request: SubmissionRequest) -> str:
+    """One line for a submission that may or may not have created the job."""
+    why = str(exc) or "interrupted"
+    return (f"the submission of {request.job.job_name} did not finish ({why}); the job may "
+            f"exist, so its spec is kept at {request.spec_path}: check with `ot-status` (a job "
+            f"named {request.job_request.name}); if none is listed, nothing was submitted and "
+            f"the spec can be removed")
+
+
 def schedule(request: SubmissionRequest, scheduler: Scheduler,
              report: Optional[Callable[[str], None]] = None) -> SubmittedJob:
     """Pre-download (when planned), create logs/ and specs/, write the spec (0600,
@@ -298,7 +307,8 @@ def schedule(request: SubmissionRequest, scheduler: Scheduler,
 
     A failed download raises :class:`~ot_hpc.stage.errors.StageError` before anything
     is written or submitted. When the submission fails the spec is removed again and the
-    error propagates.
+    error propagates; when it may have created the job (a time-out after sending, Ctrl-C)
+    the spec is kept and :class:`SubmissionUncertain` says how to check.
     """
     job = request.job
     request = with_snapshots(request, *staging.fetch_and_extract(
@@ -308,8 +318,11 @@ def schedule(request: SubmissionRequest, scheduler: Scheduler,
     write_spec(request.spec_path, request.spec)
     try:
         job_id = scheduler.submit(request.job_request)
+    except (SubmissionUncertain, KeyboardInterrupt) as exc:
+        # The job may exist: it needs its spec. Keep it and say how to find out.
+        raise SubmissionUncertain(uncertain_message(exc, request)) from None
     except BaseException:
-        try:
+        try:  # Slurm refused, or nothing reached it: no job, so no spec either
             os.unlink(request.spec_path)
         except OSError:
             pass

@@ -34,7 +34,11 @@ def _cluster_problem() -> Optional[str]:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
     """Skip (or, under OT_HPC_REQUIRE_CLUSTER=1, fail) when the local cluster is down."""
-    problem = _cluster_problem()
+    skip_or_fail(_cluster_problem())
+
+
+def skip_or_fail(problem: Optional[str]) -> None:
+    """Skip with ``problem`` (fail under OT_HPC_REQUIRE_CLUSTER=1); nothing when None."""
     if problem:
         if os.environ.get("OT_HPC_REQUIRE_CLUSTER") == "1":
             pytest.fail(problem)
@@ -117,3 +121,10 @@ def fake_trainer_python(directory, ray_version: str = "2.51.1") -> str:
         handle.write(f"#!/bin/sh\ncat <<'JSON'\n{answer}\nJSON\n")
     os.chmod(script, 0o755)
     return script
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked ``faults`` stop slurmctld or slurmdbd (and restore them): they run after
+    every other test, in their own order, so no other test ever meets a stopped daemon."""
+    items[:] = ([item for item in items if item.get_closest_marker("faults") is None]
+                + [item for item in items if item.get_closest_marker("faults") is not None])

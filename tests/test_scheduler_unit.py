@@ -247,7 +247,7 @@ def test_cli_retries_while_controller_unreachable_then_fails(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
     calls, pauses = [], []
 
-    def run(argv, stdin, env):
+    def run(argv, stdin, env, timeout=None):
         calls.append(argv)
         return _FakeProcess(1, stderr="squeue: error: Unable to contact slurm controller (connect failure)")
 
@@ -271,7 +271,7 @@ def test_cli_submit_passes_only_the_given_environment(monkeypatch, slurm_conf):
         monkeypatch.setenv("SLURM_CONF", slurm_conf)
     seen = {}
 
-    def run(argv, stdin, env):
+    def run(argv, stdin, env, timeout=None):
         seen.update(argv=argv, stdin=stdin, env=env)
         return _FakeProcess(0, stdout="123;local\n")
 
@@ -293,7 +293,7 @@ def test_cli_submit_never_retries_what_may_have_reached_the_controller(monkeypat
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
     calls = []
 
-    def timed_out(argv, stdin, env):
+    def timed_out(argv, stdin, env, timeout=None):
         calls.append(argv)
         raise subprocess.TimeoutExpired(argv, 60)
 
@@ -303,7 +303,7 @@ def test_cli_submit_never_retries_what_may_have_reached_the_controller(monkeypat
 
     calls.clear()
 
-    def zero_bytes(argv, stdin, env):
+    def zero_bytes(argv, stdin, env, timeout=None):
         calls.append(argv)
         return _FakeProcess(1, stderr="sbatch: error: Batch job submission failed: Zero Bytes were transmitted or received")
 
@@ -315,7 +315,7 @@ def test_cli_submit_never_retries_what_may_have_reached_the_controller(monkeypat
     answers = iter([_FakeProcess(1, stderr="sbatch: error: Unable to contact slurm controller (connect failure)"),
                     _FakeProcess(0, stdout="77\n")])
 
-    def connect_then_ok(argv, stdin, env):
+    def connect_then_ok(argv, stdin, env, timeout=None):
         calls.append(argv)
         return next(answers)
 
@@ -331,7 +331,7 @@ def test_cli_sacct_does_not_retry_and_reports_no_accounting(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
     calls = []
 
-    def dbd_down(argv, stdin, env):
+    def dbd_down(argv, stdin, env, timeout=None):
         calls.append(argv)
         return _FakeProcess(1, stderr="sacct: error: Problem talking to the database: Connection refused")
 
@@ -397,7 +397,7 @@ def test_sbatch_lines_are_the_golden_dry_runs_job_description():
 
 
 def test_command_scheduler_describes_without_running_anything():
-    def no_process(argv, stdin, env):
+    def no_process(argv, stdin, env, timeout=None):
         raise AssertionError(f"ran {argv}")
 
     request = _request(hold=True, partition="gpu")

@@ -40,8 +40,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUITE=${OT_LANE_SUITE:-trixie}
 ROOT=${OT_LANE_ROOT:-/var/lib/ot-hpc-$SUITE}
 NETNS=${OT_LANE_NETNS:-ot-$SUITE}
-CG_NAME=ot-hpc-lane-$SUITE
-STATE_DIR=/run/ot-hpc-lane-$SUITE          # host side: lock, cgroup list (tmpfs)
+# A lane with its own OT_LANE_NETNS is its own lane: own lock, cgroups and state, so two
+# lanes of one suite (two engineers, two chroots) never stop each other's processes.
+LANE_ID=$SUITE
+[[ $NETNS == "ot-$SUITE" ]] || LANE_ID=$SUITE-$NETNS
+CG_NAME=ot-hpc-lane-$LANE_ID
+STATE_DIR=/run/ot-hpc-lane-$LANE_ID        # host side: lock, cgroup list (tmpfs)
 MAX_AGE_DAYS=${OT_LANE_MAX_AGE_DAYS:-7}
 WORK=/srv/ot-hpc                           # the repo copy inside the chroot
 # What a fresh Debian machine has and minbase lacks (the rest is tools/dev.sh's job).
@@ -541,7 +545,8 @@ cmd_run() {
         # the Debian 12 lane leaves it unset: the suite must pass either way.
         # Debian 13 has Python 3.13 only, skyrl-train 0.3.1 needs 3.12: the SkyRL wheel
         # tests skip here with that reason and run in the Debian 12 lane (tools/dev.sh).
-        OT_HPC_REQUIRE_SKYRL=0 SLURM_CONF=/etc/slurm/slurm.conf exec bash tools/dev.sh test "$@"'
+        # The lane'"'"'s cluster is its own: the fault tests may stop its daemons.
+        OT_HPC_REQUIRE_SKYRL=0 SLURM_CONF=/etc/slurm/slurm.conf OT_HPC_FAULT_TESTS=1 exec bash tools/dev.sh test "$@"'
     t0=$(now)
     rm -f "$ROOT/run/ot-hpc-lane.cluster-seconds"
     in_lane bash -c "$inner" "$WORK" "$@" || rc=$?

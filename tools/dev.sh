@@ -131,6 +131,9 @@ case ${1:-} in
         export OT_HPC_REQUIRE_CLUSTER=1
         # ... and missing SkyRL wheel venvs fail them too (the Debian 13 lane opts out: no 3.12).
         export OT_HPC_REQUIRE_SKYRL=${OT_HPC_REQUIRE_SKYRL:-1}
+        # The cluster is this command's own: the fault tests may stop and restart its
+        # slurmctld/slurmdbd (a bare pytest leaves them skipped: OT_HPC_FAULT_TESTS unset).
+        export OT_HPC_FAULT_TESTS=${OT_HPC_FAULT_TESTS:-1}
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     stop)

@@ -3,6 +3,7 @@
 #
 # Usage (as root, on Debian 12 / Slurm 22.05 or Debian 13 / Slurm 24.11):
 #     bash tools/local-cluster.sh start|stop|status|restart|install
+#     bash tools/local-cluster.sh stop-daemon|start-daemon slurmctld|slurmdbd   (fault tests)
 #
 # `start` installs Debian's packages if needed (slurmctld, slurmd, slurmdbd,
 # munge, mariadb-server, ...), writes /etc/slurm/{slurm,slurmdbd,gres,cgroup}.conf
@@ -771,7 +772,34 @@ cmd_stop() {
     say "stopped"
 }
 
+# One daemon of a running cluster (slurmctld or slurmdbd), for the fault tests: stop it,
+# or start it again and wait until it answers. Idempotent: stopping a stopped daemon and
+# starting a running one do nothing. The configuration is the one `start` wrote.
+DAEMONS_ALONE=(slurmctld slurmdbd)
+one_daemon() {
+    local action=$1 name=${2:-}
+    [[ $EUID -eq 0 ]] || die "must run as root"
+    [[ " ${DAEMONS_ALONE[*]} " == *" $name "* ]] || die "usage: $0 $action slurmctld|slurmdbd"
+    if [[ $action == stop-daemon ]]; then
+        stop_daemons 30 "$name"
+        ((${#STOPPED_PIDS[@]} == 0)) || wait_reaped
+        rm -f "$RUN_DIR/$name.pid"
+        say "$name stopped"
+        return
+    fi
+    grep -qF "$MARKER" "$ETC/slurm.conf" 2>/dev/null || die "no cluster configured here: run '$0 start'"
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    "start_$name"
+    if [[ $name == slurmdbd ]]; then
+        # slurmctld reconnects to slurmdbd by itself; wait until accounting answers.
+        wait_for sacct "$READY_TIMEOUT" timeout 10 sacct -n -X -S now ||
+            die "slurmdbd runs but sacct does not answer"
+    fi
+    say "$name running (pid $(our_pid "$name"))"
+}
+
 case "${1:-}" in
+    stop-daemon | start-daemon) one_daemon "$1" "${2:-}" ;;
     install) # only the Debian packages; starts nothing
         [[ $EUID -eq 0 ]] || die "must run as root (try: sudo bash $0 install)"
         install_packages
@@ -781,7 +809,7 @@ case "${1:-}" in
     restart) net_keep_mode && cmd_stop && cmd_start ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 start|stop|status|restart|install   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4 OT_LOCAL_NETWORK=auto|separate|loopback)" >&2
+        echo "usage: $0 start|stop|status|restart|install|stop-daemon D|start-daemon D   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4 OT_LOCAL_NETWORK=auto|separate|loopback)" >&2
         exit 2
         ;;
 esac

@@ -17,6 +17,7 @@ from ..scheduler import (
     get_scheduler,
     requested_backend,
 )
+from ..scheduler.deadline import command_deadline
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -82,8 +83,10 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def scheduler_from_args(args: argparse.Namespace) -> Scheduler:
+    """The backend asked for, bound to one deadline for all this command's Slurm calls
+    (:func:`ot_hpc.scheduler.deadline.command_deadline`)."""
     requested_backend(args.backend)  # validates the name (also $OT_HPC_BACKEND)
-    scheduler = get_scheduler(args.backend)
+    scheduler = get_scheduler(args.backend).use_deadline(command_deadline())
     if getattr(args, "verbose", False):
         print(f"scheduler backend: {scheduler.name}", file=sys.stderr)
     return scheduler

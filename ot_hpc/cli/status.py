@@ -12,6 +12,7 @@ from ..monitor.status import (MIN_WATCH_SECONDS, gather, height_of, job_records,
                               render_lines, watch)
 from ..monitor.table import takes_unicode, terminal_width, use_colour
 from ..scheduler import Scheduler, SchedulerError
+from ..scheduler.deadline import command_deadline
 from .common import EXIT_OK, UsageError, make_parser, run_main, scheduler_from_args
 
 DESCRIPTION = (
@@ -71,6 +72,7 @@ def body(argv: Optional[List[str]] = None, scheduler: Optional[Scheduler] = None
         return EXIT_OK
 
     def frame() -> List[str]:
+        scheduler.use_deadline(command_deadline())  # each refresh: its own deadline
         try:
             return render_lines(views(), who, terminal_width(stream), colour, show_user, unicode)
         except SchedulerError as exc:

@@ -20,7 +20,8 @@ from ..config.discovery import ConfigError, load_config
 from ..config.merge import format_config
 from ..config.settings import SETTINGS, format_settings_table
 from ..monitor.wait import describe_record, exit_code_for, wait_for_job
-from ..scheduler import BackendUnavailable, PartitionLimits, Scheduler, SchedulerError
+from ..scheduler import (BackendUnavailable, ControllerUnreachable, PartitionLimits, Scheduler,
+                         SchedulerError)
 from ..scheduler.slurmconf import serves_cluster
 from ..stage.errors import StageError
 from .common import EXIT_OK, EXIT_USAGE, UsageError, make_parser, run_main, scheduler_from_args
@@ -94,12 +95,15 @@ def partition_limits(config, scheduler_factory: Callable[[], Scheduler],
     """PARTITION's limits from the scheduler, when the Slurm reachable from here is the
     config's cluster (slurm.conf's ClusterName); None (use the cluster registry's numbers)
     when it is another one, or the scheduler is unavailable or cannot tell. Read-only:
-    never submits anything. ``config``: the merged config (PARTITION and its cluster)."""
+    never submits anything. ``config``: the merged config (PARTITION and its cluster).
+    Raises ControllerUnreachable when the controller did not answer within the deadline."""
     partition = (config.value("PARTITION") or "").strip()
     if not partition or not serves_cluster(config.cluster, environ):
         return None
     try:
         return scheduler_factory().partition_limits(partition)
+    except ControllerUnreachable:
+        raise
     except (BackendUnavailable, SchedulerError, OSError):
         return None
 
@@ -114,7 +118,9 @@ def describing_scheduler(scheduler_factory: Callable[[], Scheduler]) -> Optional
 
 
 def wait_and_report(scheduler: Scheduler, job_id: int, requeue: bool, log_path: str) -> int:
-    """--wait: follow the job (each state change on stderr); its exit code."""
+    """--wait: follow the job (each state change on stderr); its exit code. Polls have
+    no command deadline: a controller that is away for a while is waited for."""
+    scheduler.use_deadline(None)
 
     def report(record) -> None:
         print(describe_record(record), file=sys.stderr, flush=True)
@@ -164,7 +170,11 @@ def body(argv: Optional[List[str]] = None) -> int:
             schedulers.append(scheduler_from_args(args))
         return schedulers[0]
 
-    limits = partition_limits(config, get_scheduler)
+    unreachable = None  # a dry run or bad input is still answered; a submission is not
+    try:
+        limits = partition_limits(config, get_scheduler)
+    except ControllerUnreachable as exc:
+        limits, unreachable = None, exc
     try:
         request = submission.build(config, limits=limits)
     except submission.ValidationFailed as failed:
@@ -176,6 +186,8 @@ def body(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write(submission.dryrun(request, describing_scheduler(get_scheduler)))
         return EXIT_OK
 
+    if unreachable is not None:  # the deadline is spent: sbatch would not get through
+        raise ControllerUnreachable(f"{unreachable} (nothing was written or submitted)")
     scheduler = get_scheduler()
 
     def progress(line: str) -> None:

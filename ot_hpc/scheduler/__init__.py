@@ -19,6 +19,7 @@ from .base import (  # noqa: F401  (re-exported: the layer's public names)
     PartitionLimits,
     Scheduler,
     SchedulerError,
+    SubmissionUncertain,
     normalize_state,
 )
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from .deadline import Deadline
+
 
 class JobState(str, enum.Enum):
     """Normalized Slurm job state. Anything we do not know becomes UNKNOWN."""
@@ -258,6 +260,11 @@ class ControllerUnreachable(SchedulerError):
     """slurmctld did not answer (after retries)."""
 
 
+class SubmissionUncertain(ControllerUnreachable):
+    """A submission timed out after it may have reached slurmctld: the job may exist.
+    Never retried (a retry could submit it twice); ot-submit keeps the job's spec."""
+
+
 class AccountingUnavailable(SchedulerError):
     """The cluster has no job accounting (no slurmdbd), so history cannot be read."""
 
@@ -270,6 +277,18 @@ class Scheduler(abc.ABC):
     """The narrow interface. Backends implement every method."""
 
     name: str = "abstract"
+    # How long this command may wait on Slurm in all (ot_hpc.scheduler.deadline); None:
+    # no deadline, each call keeps its backend's fixed retry schedule.
+    deadline: Optional[Deadline] = None
+
+    def use_deadline(self, deadline: Optional[Deadline]) -> "Scheduler":
+        """Bind the deadline every following call counts against (None: none)."""
+        self.deadline = deadline
+        return self
+
+    def current_deadline(self) -> Deadline:
+        """The bound deadline, else an unlimited one."""
+        return self.deadline if self.deadline is not None else Deadline(None)
 
     @abc.abstractmethod
     def submit(self, request: JobRequest) -> int:

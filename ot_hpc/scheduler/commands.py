@@ -19,7 +19,9 @@ from datetime import datetime
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from .base import (FINISHED_STATES, AccountingUnavailable, ControllerUnreachable, JobRecord,
-                   JobRequest, JobState, PartitionInfo, Scheduler, SchedulerError)
+                   JobRequest, JobState, PartitionInfo, Scheduler, SchedulerError,
+                   SubmissionUncertain)
+from .deadline import MIN_ATTEMPT_SECONDS, Deadline
 from .slurm_text import (
     DELIMITER,
     SACCT_FIELDS,
@@ -120,17 +122,18 @@ def _matches(message: str, markers: Sequence[str]) -> bool:
     return any(marker in lowered for marker in markers)
 
 
-ProcessRunner = Callable[[Sequence[str], Optional[str], Optional[Mapping[str, str]]], "subprocess.CompletedProcess[str]"]
+ProcessRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def _run_process(argv: Sequence[str], stdin: Optional[str], env: Optional[Mapping[str, str]]):
+def _run_process(argv: Sequence[str], stdin: Optional[str], env: Optional[Mapping[str, str]],
+                 timeout: float = COMMAND_TIMEOUT_SECONDS):
     return subprocess.run(
         list(argv),
         input=stdin,
         env=dict(env) if env is not None else None,
         capture_output=True,
         text=True,
-        timeout=COMMAND_TIMEOUT_SECONDS,
+        timeout=timeout,
     )
 
 
@@ -138,6 +141,7 @@ class CommandScheduler(Scheduler):
     name = "cli"
 
     def __init__(self, run: Optional[ProcessRunner] = None, sleep: Callable[[float], None] = time.sleep):
+        """``run(argv, stdin, env, timeout)`` runs one Slurm command (tests inject one)."""
         self._run_process = run or _run_process
         self._sleep = sleep
 
@@ -152,31 +156,49 @@ class CommandScheduler(Scheduler):
     def _run(self, argv: List[str], stdin: Optional[str] = None,
              env: Optional[Mapping[str, str]] = None,
              retry_markers: Sequence[str] = _UNREACHABLE_MARKERS,
-             retry_timeouts: bool = True) -> "subprocess.CompletedProcess[str]":
-        """Run a Slurm command; retry briefly while the controller is unreachable.
+             submits: bool = False) -> "subprocess.CompletedProcess[str]":
+        """Run a Slurm command; retry while the controller is unreachable and the
+        command's deadline (``Scheduler.deadline``) leaves time, each try getting only
+        the time that remains.
 
-        ``retry_markers`` says which errors are retried: sbatch only retries a connect
-        failure and never a time-out (the job may exist already); sacct retries nothing
-        (it talks to slurmdbd, whose absence means "no accounting").
+        ``retry_markers`` says which errors are retried; sacct retries nothing (it talks
+        to slurmdbd, whose absence means "no accounting"). ``submits`` (sbatch): only a
+        connect failure is retried, and only when a whole try still fits (a try is never
+        cut short: a killed sbatch may have submitted); a time-out raises
+        SubmissionUncertain.
         """
         argv = [self._command(argv[0])] + argv[1:]
-        for pause in (*RETRY_PAUSES_SECONDS, None):
+        deadline = self.current_deadline()
+        with deadline.counting():
+            return self._tries(argv, stdin, env, deadline, retry_markers, submits)
+
+    def _tries(self, argv: List[str], stdin: Optional[str], env: Optional[Mapping[str, str]],
+               deadline: Deadline, retry_markers: Sequence[str],
+               submits: bool) -> "subprocess.CompletedProcess[str]":
+        name = os.path.basename(argv[0])
+        pauses = iter(RETRY_PAUSES_SECONDS)
+        while True:
+            timeout = deadline.timeout(COMMAND_TIMEOUT_SECONDS)
+            started = deadline.spent()
             try:
-                result = self._run_process(argv, stdin, env)
+                result = self._run_process(argv, stdin, env, timeout)
             except subprocess.TimeoutExpired:
-                message = f"{os.path.basename(argv[0])} did not answer within {COMMAND_TIMEOUT_SECONDS} s"
-                if pause is None or not retry_timeouts:
-                    raise ControllerUnreachable(message)
-                self._sleep(pause)
-                continue
-            if result.returncode == 0 or not _matches(result.stderr, retry_markers):
-                return result
+                failure = f"{name} did not answer within {timeout:.0f} s"
+                if submits:
+                    raise SubmissionUncertain(failure) from None
+            else:
+                if result.returncode == 0 or not _matches(result.stderr, retry_markers):
+                    if submits and result.returncode != 0 and _matches(result.stderr, _UNREACHABLE_MARKERS):
+                        raise SubmissionUncertain(clean_slurm_message(result.stderr))
+                    return result
+                failure = clean_slurm_message(result.stderr)
+            pause = next(pauses, None if deadline.unlimited else RETRY_PAUSES_SECONDS[-1])
+            needed = deadline.spent() - started if submits else MIN_ATTEMPT_SECONDS
+            if pause is not None:
+                pause = deadline.retry_pause(pause, needed)
             if pause is None:
-                raise ControllerUnreachable(
-                    f"Slurm controller unreachable: {clean_slurm_message(result.stderr)}"
-                )
+                raise ControllerUnreachable(f"Slurm controller unreachable: {failure}")
             self._sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check(self, result: "subprocess.CompletedProcess[str]") -> str:
         if result.returncode != 0:
@@ -194,7 +216,7 @@ class CommandScheduler(Scheduler):
         env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
         argv = ["sbatch", "--parsable", "--export=ALL", *sbatch_arguments(request)]
         output = self._check(self._run(argv, stdin=request.script, env=env,
-                                       retry_markers=_CONNECT_MARKERS, retry_timeouts=False))
+                                       retry_markers=_CONNECT_MARKERS, submits=True))
         first = output.strip().splitlines()[-1] if output.strip() else ""
         job_id = int_or_none(first.split(";")[0])
         if job_id is None:

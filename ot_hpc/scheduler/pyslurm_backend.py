@@ -28,7 +28,9 @@ from .base import (
     PartitionInfo,
     Scheduler,
     SchedulerError,
+    SubmissionUncertain,
 )
+from .deadline import Deadline
 from .pyslurm_convert import (
     collection_values,
     int_or_none,
@@ -184,20 +186,32 @@ class PyslurmScheduler(Scheduler):
         return self._matches(exc, ("ESLURM_INVALID_JOB_ID",), _UNKNOWN_JOB_MARKERS)
 
     def _call(self, what: str, func: Callable[[], Any], connect_only: bool = False) -> Any:
-        """Run a pyslurm call; retry while slurmctld is unreachable, then raise
-        ControllerUnreachable; any other pyslurm error is re-raised unchanged."""
-        pauses = list(self._retry_pauses)
+        """Run a pyslurm call; retry while slurmctld is unreachable and the command's
+        deadline leaves room for one more whole call (a call into libslurm cannot be cut
+        short), then raise ControllerUnreachable; any other pyslurm error is re-raised
+        unchanged."""
+        deadline = self.current_deadline()
+        with deadline.counting():
+            return self._tries(what, func, connect_only, deadline)
+
+    def _tries(self, what: str, func: Callable[[], Any], connect_only: bool,
+               deadline: Deadline) -> Any:
+        pauses = iter(self._retry_pauses)
+        steady = (self._retry_pauses or RETRY_PAUSES_SECONDS)[-1]
         while True:
+            started = deadline.spent()
             try:
                 return func()
             except self._errors as exc:
                 if not self._unreachable(exc, connect_only):
                     raise
-                if not pauses:
-                    raise ControllerUnreachable(
-                        f"Slurm controller unreachable ({what}): {one_line(exc) or type(exc).__name__}"
-                    ) from None
-                self._sleep(pauses.pop(0))
+                failure = one_line(exc) or type(exc).__name__
+            pause = next(pauses, None if deadline.unlimited else steady)
+            if pause is not None:
+                pause = deadline.retry_pause(pause, deadline.spent() - started)
+            if pause is None:
+                raise ControllerUnreachable(f"Slurm controller unreachable ({what}): {failure}")
+            self._sleep(pause)
 
     def _failure(self, what: str, exc: BaseException) -> SchedulerError:
         return SchedulerError(f"{what}: {one_line(exc) or type(exc).__name__}")
@@ -214,6 +228,8 @@ class PyslurmScheduler(Scheduler):
         except ControllerUnreachable:
             raise
         except self._errors as exc:
+            if self._unreachable(exc, connect_only=False):  # sent, no answer: may exist
+                raise SubmissionUncertain(f"submit: {one_line(exc) or type(exc).__name__}") from None
             raise self._failure("Batch job submission failed", exc) from None
         except ValueError as exc:  # pyslurm's own validation (script, signal, memory)
             raise self._failure("pyslurm rejected the job description", exc) from None

@@ -107,9 +107,9 @@ def test_a_scheduler_error_is_one_line_and_the_next_refresh_tries_again(tmp_path
 def test_on_the_cluster_each_refresh_runs_exactly_one_squeue(tmp_path):
     commands: List[str] = []
 
-    def counting_runner(argv, stdin, env):
+    def counting_runner(argv, stdin, env, timeout=None):
         commands.append(os.path.basename(argv[0]))
-        return _run_process(argv, stdin, env)
+        return _run_process(argv, stdin, env, timeout)
 
     scheduler = CommandScheduler(run=counting_runner)
     watch(tmp_path, scheduler, count=REFRESHES)
