@@ -394,6 +394,13 @@ lane_mount() {
     [[ -d $ROOT/etc ]] || die "no chroot at $ROOT (run '$0 build')"
     is_mounted "$ROOT/proc" && return 0
     mkdir -p "$ROOT/proc" "$ROOT/sys" "$ROOT/dev" "$ROOT/run" "$ROOT/tmp"
+    # The chroot's / a mount point of its own (private): `ip netns exec`/`ip -n` begin with
+    # `mount --make-rslave /`, which fails on a plain directory, and the local cluster's
+    # separate hosts (tools/local-network.sh) need them inside the lane too.
+    if ! is_mounted "$ROOT"; then
+        mount --bind "$ROOT" "$ROOT"
+        mount --make-private "$ROOT"
+    fi
     mount -t proc -o nosuid,nodev,noexec proc "$ROOT/proc"
     # Non-recursive and read-only: the host's /sys/fs/cgroup mounts are NOT carried in.
     mount --bind /sys "$ROOT/sys"
