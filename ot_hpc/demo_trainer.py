@@ -146,12 +146,16 @@ def show_progress(ray, line: str, demo: Dict[str, str]) -> None:
         demo_progress.run(line, steps, total, delay)
 
 
+def progress_in_ray(demo: Dict[str, str]) -> bool:
+    """demo.progress_in_ray=true: the progress lines come from a Ray task, not the driver."""
+    return demo.get("progress_in_ray", "false").lower() == "true"
+
+
 def connect_ray(ray, demo: Dict[str, str], address: Optional[str]) -> None:
     """``ray.init`` as the demo's options ask: like SkyRL (no address, RAY_ADDRESS from the
     environment, a runtime_env) or with the address; the driver sees the workers' output
     only when the progress lines come from inside Ray."""
-    in_ray = demo.get("progress_in_ray", "false").lower() == "true"
-    log_to_driver = bool(demo.get("skyrl_progress") and in_ray)
+    log_to_driver = bool(demo.get("skyrl_progress") and progress_in_ray(demo))
     if demo.get("ray_init") == "skyrl":
         ray.init(runtime_env={"env_vars": {"OT_HPC_DEMO_STYLE": "skyrl"}}, logging_level="ERROR",
                  log_to_driver=log_to_driver)
@@ -215,7 +219,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if url:
         say(f"fetch 1 ok from the driver: {fetch_with_retries(url, proxy, attempts)}")
     if progress_line:
-        show_progress(ray if in_ray else None, progress_line, demo)
+        show_progress(ray if progress_in_ray(demo) else None, progress_line, demo)
     marker = demo.get("wait_for_file")
     if marker:
         say(f"waiting for {marker}")
