@@ -15,6 +15,9 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 SITES = ("jsc", "tacc", "leonardo", "local", "other")
 TUPLE_FIELDS = frozenset({"exclude_nodes", "login_nodes", "login_patterns", "compute_patterns",
                           "slurm_cluster_names"})
+# How a job asks for GPUs: "gres" (--gres=gpu:N, as on JSC and Leonardo) or "none" (whole
+# nodes whose GPUs come with them, as on TACC: -p gh --nodes N, never --gres).
+GPU_REQUESTS = ("gres", "none")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class Cluster:
     max_nodes: int  # size of the default partition (or the most one job may have)
     max_time_minutes: int  # the default partition's (or QOS's) time limit
     exclude_nodes: Tuple[str, ...] = ()  # Slurm hostlist items, e.g. "jwb[0059,0067]"
+    gpu_request: str = "gres"  # one of GPU_REQUESTS
+    # The node's GPU device files (a glob): what Ray is given on a "none" cluster, where
+    # Slurm sets no GPU variables because none were requested.
+    gpu_devices: str = "/dev/nvidia[0-9]*"
     compute_has_internet: bool = True
     login_nodes: Tuple[str, ...] = ()  # login nodes as compute nodes reach them (tunnel target)
     interconnect_suffix: str = ""  # JSC: "jrc0123" is "jrc0123i" on InfiniBand
@@ -70,6 +77,9 @@ def from_facts(facts: Mapping[str, Any]) -> Cluster:
     if unknown:
         raise ValueError(f"cluster facts have unknown fields {unknown}")
     values = {k: tuple(v) if k in TUPLE_FIELDS else v for k, v in facts.items()}
+    if values.get("gpu_request", "gres") not in GPU_REQUESTS:
+        raise ValueError(f"cluster facts have gpu_request {values['gpu_request']!r}, not one of "
+                         f"{', '.join(GPU_REQUESTS)}")
     try:
         return Cluster(**values)
     except TypeError as exc:

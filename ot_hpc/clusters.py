@@ -21,6 +21,8 @@ Lists: ``CLUSTER_LOGIN_NODES``/``CLUSTER_EXCLUDE_NODES``/``CLUSTER_SLURM_CLUSTER
 are comma-separated (brackets kept together), ``CLUSTER_LOGIN_PATTERNS``/
 ``CLUSTER_COMPUTE_PATTERNS`` are whitespace-separated regular expressions matched against
 the whole hostname or FQDN (case-insensitive). Empty values mean None.
+``CLUSTER_GPU_REQUEST`` is ``gres`` (``--gres=gpu:N``) or ``none`` (whole nodes, GPUs come
+with them; Ray counts ``CLUSTER_GPU_DEVICES``, a glob, on the node).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from . import paths
-from .cluster_facts import SITES, TUPLE_FIELDS, Cluster, match_cluster
+from .cluster_facts import GPU_REQUESTS, SITES, TUPLE_FIELDS, Cluster, match_cluster
 from .envfile import env_file_values
 from .hostlist import split_hostlist_items
 
@@ -159,6 +161,11 @@ BUILTIN_CLUSTERS: Tuple[Cluster, ...] = (
         login_patterns=(rf"login\d+{_VISTA}", rf"[a-z0-9-]+{_VISTA}"),
         compute_patterns=(rf"c\d{{3}}-\d{{3}}{_VISTA}",),
         slurm_cluster_names=("vista",),
+        # The users' own TACC scripts: whole nodes (-p gh --nodes N --ntasks-per-node 1
+        # --cpus-per-task=72), never --gres, and these broken nodes excluded.
+        gpu_request="none",
+        exclude_nodes=("c610-021", "c611-011", "c640-041", "c611-041", "c611-122", "c637-082",
+                       "c637-091", "c610-111"),
         description="TACC Vista (GH200, aarch64, 1 GPU per node)",
     ),
     Cluster(
@@ -179,6 +186,7 @@ BUILTIN_CLUSTERS: Tuple[Cluster, ...] = (
         login_patterns=(rf"login\d+{_LS6}", rf"[a-z0-9-]+{_LS6}"),
         compute_patterns=(rf"c\d{{3}}-\d{{3}}{_LS6}",),
         slurm_cluster_names=("ls6", "lonestar6"),
+        gpu_request="none",  # whole nodes, as on Vista (TACC schedules nodes, not GPUs)
         description="TACC Lonestar6 (A100, 3 GPUs per node)",
     ),
     Cluster(
@@ -210,6 +218,7 @@ BUILTIN_CLUSTERS: Tuple[Cluster, ...] = (
         partition="debug",  # the local cluster also has a "gpu" partition (same nodes)
         qos=None,
         gpus_per_node=4,  # fake GPUs (gres File=/dev/null): jobs get CUDA_VISIBLE_DEVICES
+        gpu_devices="/dev/ot-fake-nvidia[0-9]*",  # the fake GPUs' device files
         cpus_per_node=None,  # whatever the emulated node has (2 here)
         memory_per_node_gb=None,
         gpu_type="emulated",
@@ -234,6 +243,7 @@ _INT_FIELDS = {"gpus_per_node", "max_nodes", "max_time_minutes"}
 _OPTIONAL_INT_FIELDS = {"cpus_per_node", "memory_per_node_gb"}
 _BOOL_FIELDS = {"compute_has_internet", "account_required"}
 _OPTIONAL_STR_FIELDS = {"account", "partition", "qos", "nccl_socket_ifname", "env_file"}
+_CHOICE_FIELDS = {"gpu_request": GPU_REQUESTS}
 _REQUIRED_FOR_NEW = ("site", "partition", "gpus_per_node", "max_nodes", "max_time_minutes")
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -264,7 +274,9 @@ def _convert(field_name: str, raw: Optional[str]):
         return _parse_bool(text)
     if field_name in _OPTIONAL_STR_FIELDS:
         return text or None
-    return text
+    if field_name in _CHOICE_FIELDS and text.lower() not in _CHOICE_FIELDS[field_name]:
+        raise ValueError(f"not one of {', '.join(_CHOICE_FIELDS[field_name])}")
+    return text.lower() if field_name in _CHOICE_FIELDS else text
 
 
 def cluster_from_env_values(

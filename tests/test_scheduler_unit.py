@@ -381,8 +381,10 @@ GOLDEN_DRY_RUN = Path(__file__).resolve().parent / "golden" / "gsm8k_tacc_vista_
 # The job request behind the golden dry run (its <TMP> placeholders kept as they are).
 GOLDEN_REQUEST = dict(
     script="#!/bin/bash\ntrue\n", name="gsm8k-1.5b-2n-20250301-141502", nodes=2,
-    time_limit_minutes=60, environment={"PATH": "/usr/bin"}, cpus_per_task=72, gpus_per_node=1,
+    time_limit_minutes=60, environment={"PATH": "/usr/bin"}, cpus_per_task=72, gpus_per_node=0,
     partition="gh", account="CCR24067",
+    exclude_nodes=("c610-021", "c611-011", "c640-041", "c611-041", "c611-122", "c637-082",
+                   "c637-091", "c610-111"),
     output_path="<TMP>/exp/logs/gsm8k-1.5b-2n-20250301-141502_%j.log",
     working_directory="<TMP>/exp", signal_name="USR2", signal_seconds_before_end=300,
     requeue=True, append_output=True,

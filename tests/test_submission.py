@@ -115,8 +115,10 @@ def test_gsm8k_request_and_spec(site):
     tmp, _ = site
     request = build(site, "gsm8k.env", {"CLUSTER": "tacc_vista", "NUM_NODES": "3"})
     jr, spec = request.job_request, request.spec
+    # Vista's nodes are whole: no GRES request, the GPU comes with the node (spec: 1 GPU).
     assert (jr.nodes, jr.partition, jr.account, jr.gpus_per_node, jr.cpus_per_task) == (
-        3, "gh", "CCR24067", 1, 72)
+        3, "gh", "CCR24067", 0, 72)
+    assert spec.gpus_per_node == 1 and len(jr.exclude_nodes) == 8
     assert jr.time_limit_minutes == 60 and jr.requeue  # MAX_RESTARTS=2
     assert jr.signal_spec == "B:USR2@300"
     assert jr.output_path == f"{tmp}/exp/logs/{jr.name}_%j.log"

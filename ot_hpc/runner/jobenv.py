@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from ..hostlist import expand_hostlist
 
@@ -58,6 +58,23 @@ def count_visible_gpus(environ: Mapping[str, str]) -> int:
     if per_node is not None:
         return per_node
     return 0
+
+
+_GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS",
+                  "SLURM_GPUS_PER_NODE")
+
+
+def gpus_for_ray(environ: Mapping[str, str], gpu_request: str, device_files: Sequence[str]) -> int:
+    """Ray's ``--num-gpus``: what the node really has, never what was requested.
+
+    ``gres`` clusters: the GPUs Slurm gave the job (:func:`count_visible_gpus`; a job that
+    asked for none has none). ``none`` clusters (whole nodes, no GRES request, so Slurm
+    sets no GPU variable): the same variables when a site sets them anyway, else the
+    node's GPU device files (``device_files``: the cluster's ``gpu_devices`` glob expanded).
+    """
+    if gpu_request != "none" or any(environ.get(name, "").strip() for name in _GPU_VARIABLES):
+        return count_visible_gpus(environ)
+    return len(set(device_files))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ file, no cluster file). Exit codes: :mod:`ot_hpc.runner.exit_codes`.
 """
 from __future__ import annotations
 
+import dataclasses
+import glob
 import json
 import os
 import secrets
@@ -30,7 +32,7 @@ from . import egress, raysecurity, requeue, shutdown
 from .cluster_check import check_host, cluster_of
 from .envload import load_environment
 from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_SIGNAL_BASE, EXIT_UPLOAD
-from .jobenv import JobEnvironment, NotInSlurmJob
+from .jobenv import JobEnvironment, NotInSlurmJob, gpus_for_ray
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
 from .progress_report import ProgressReport
@@ -111,6 +113,9 @@ class Runner:
         job, spec = self.job, self.spec
         self.state.update(phase="environment")
         self.cluster = detect(spec, self.environ, self.log)
+        gpus = gpus_for_ray(self.environ, self.cluster.gpu_request, glob.glob(self.cluster.gpu_devices))
+        if gpus != job.gpus_per_node:  # whole nodes: the GPUs came with the node, not from Slurm
+            self.job = job = dataclasses.replace(job, gpus_per_node=gpus)
         loaded = load_environment(spec, self.environ, self.cluster.nccl_socket_ifname)
         self.log.redactor = loaded.redactor
         self.secret_keys = tuple(loaded.secret_keys)
