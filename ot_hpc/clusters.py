@@ -369,8 +369,12 @@ def get_cluster(name: str, environ: Optional[Mapping[str, str]] = None) -> Clust
     lowered = {k.lower(): v for k, v in registry.items()}
     if key.lower() in lowered:
         return lowered[key.lower()]
+    import difflib
+
+    close = difflib.get_close_matches(key, list(registry), n=1)
     raise ClusterNotFound(
-        f"cluster {name!r} is unknown: use one of {', '.join(registry)}"
+        f"cluster {name!r} is unknown: " + (f"did you mean {close[0]}? " if close else "")
+        + f"use one of {', '.join(registry)}"
         " (or add one in ~/.config/ot-hpc/clusters/<name>.env)"
     )
 

@@ -108,7 +108,7 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "JobSpec":
         if not isinstance(data, Mapping):
-            raise ValueError("job spec is not a JSON object: was the file truncated or edited?")
+            raise ValueError("job spec is not a JSON object (truncated or edited?)")
         check_version(data.get("version"))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -163,6 +163,22 @@ def write_spec(path: str, spec: JobSpec) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+
+
+def spec_problem(exc: BaseException) -> str:
+    """What :func:`read_spec`'s error means, in one line ending with the fix."""
+    again = "submit the job again with ot-submit"
+    if isinstance(exc, SpecVersionError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file; {again} (ot-rmlogs keeps the specs of queued jobs)"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}; fix its permissions or {again}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a text file (byte {exc.start + 1} is not UTF-8); {again}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not complete JSON ({exc.msg}, line {exc.lineno}: truncated?); {again}"
+    return f"{exc}; {again}"
 
 
 def read_spec(path: str) -> JobSpec:

@@ -166,11 +166,15 @@ def test_wandb_needs_key_in_secret_file_unless_offline(world):
     assert run(world, {**values, "WANDB_MODE": "offline"}).ok
 
 
-def test_secret_file_readable_by_others_is_a_warning(world):
+def test_secret_file_readable_by_everyone_is_refused_by_its_group_a_warning(world):
     tmp = world[0]
     secret = tmp / "secret.env"
     secret.write_text("HF_TOKEN=x\n")
     secret.chmod(0o644)
+    result = run(world, {**BASE, "SECRET_ENV_PATH": str(secret)})
+    assert not result.ok and [p.field for p in result.problems] == ["SECRET_ENV_PATH"]
+    assert "chmod 600" in result.problems[0].line()
+    secret.chmod(0o640)
     result = run(world, {**BASE, "SECRET_ENV_PATH": str(secret)})
     assert result.ok and any("chmod 600" in w for w in result.warnings)
 

@@ -38,6 +38,22 @@ class _Parser(argparse.ArgumentParser):
         self.raw_args = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
+    def error(self, message):  # one line (argparse prints the whole usage first), exit 2
+        self.exit(EXIT_USAGE, f"error: {message}; {usage_fix(self, message)}\n")
+
+
+def usage_fix(parser: argparse.ArgumentParser, message: str) -> str:
+    """The fix for argparse's ``message``: the closest option to an unknown one, else --help."""
+    import difflib
+
+    see = f"see {parser.prog} --help"
+    if message.startswith("unrecognized arguments: "):
+        unknown = message.split(": ", 1)[1].split()[0].split("=")[0]
+        close = difflib.get_close_matches(unknown, list(parser._option_string_actions), n=1)
+        if close:
+            return f"did you mean {close[0]}? ({see})"
+    return see
+
 
 def backend_in(args: List[str]) -> Optional[str]:
     """The last ``--backend X`` / ``--backend=X`` in ``args`` (None without one)."""

@@ -45,6 +45,13 @@ def body(argv: Optional[List[str]] = None) -> int:
         missing = [d for d in directories if not os.path.isdir(d)]
         if missing:
             raise UsageError(f"--experiments-dir {missing[0]} is not a directory")
+    for directory in directories:
+        for kind in ("logs", "specs"):
+            path = os.path.join(directory, kind)
+            if os.path.islink(path):  # refused before anything is asked or deleted
+                raise UsageError(f"{path} is a symbolic link (to {os.readlink(path)}): ot-rmlogs "
+                                 "never follows links; pass the real experiments directory "
+                                 "with --experiments-dir")
     scheduler = scheduler_from_args(args)
     now = time.time()
     cutoff = now - args.days * 86400.0

@@ -73,12 +73,15 @@ def _cli_settings(args: argparse.Namespace) -> Dict[str, str]:
     return {s.key: getattr(args, s.key) for s in SETTINGS if getattr(args, s.key) is not None}
 
 
-def _print_problems(lines: List[str], warnings: List[str]) -> None:
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+def _print_problems(lines: List[str]) -> None:
+    """Every problem, one line each. Warnings are left out: what blocks comes first, and a
+    single problem is a single line (``error: ... (nothing was written or submitted)``)."""
+    if len(lines) == 1:
+        print(f"error: {lines[0]} (nothing was written or submitted)", file=sys.stderr)
+        return
     for line in lines:
         print(f"error: {line}", file=sys.stderr)
-    print(f"{PROG}: {len(lines)} problem(s); nothing was written or submitted", file=sys.stderr)
+    print(f"{PROG}: {len(lines)} problems; nothing was written or submitted", file=sys.stderr)
 
 
 def _hostnames() -> List[str]:
@@ -157,7 +160,7 @@ def body(argv: Optional[List[str]] = None) -> int:
 
         sys.stdout.write("".join(line + "\n" for line in describe_config(config)))
         if config.problems:
-            _print_problems([p.line() for p in config.problems], [])
+            _print_problems([p.line() for p in config.problems])
             return EXIT_USAGE
         return EXIT_OK
 
@@ -178,7 +181,7 @@ def body(argv: Optional[List[str]] = None) -> int:
     try:
         request = submission.build(config, limits=limits)
     except submission.ValidationFailed as failed:
-        _print_problems([p.line() for p in failed.problems], list(failed.warnings))
+        _print_problems([p.line() for p in failed.problems])
         return EXIT_USAGE
     for warning in request.warnings:
         print(f"warning: {warning}", file=sys.stderr)

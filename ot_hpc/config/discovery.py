@@ -61,6 +61,10 @@ def load_config(
     job_config: Optional[EnvFile] = None
     if config_name:
         found = paths.find_env_file(config_name, cwd, env)
+        given = Path(cwd or os.getcwd()) / Path(config_name).expanduser()
+        if found is None and given.is_dir():
+            raise ConfigError(f"--config {config_name}: {given} is a directory; give the path "
+                              "of a job config file (KEY=value lines)")
         if found is None:
             where = ", ".join(str(d) for d in paths.envs_dirs(env)) or "no envs/ directory found"
             names = list_configs(cwd, env)
@@ -70,6 +74,9 @@ def load_config(
                 f"({where}); give a path, or {known}"
             )
         job_config = _read(str(found))
+        if not job_config.bindings and not job_config.errors:
+            raise ConfigError(f"--config {config_name}: {found} is empty; write the job's "
+                              "settings as KEY=value lines (e.g. CLUSTER=..., NUM_NODES=...)")
 
     cli_cluster = (cli_settings.get("CLUSTER") or "").strip()
     file_cluster = (first_pass_value(job_config, "CLUSTER") or "").strip()
@@ -117,5 +124,12 @@ def load_config(
 def _read(path: str) -> EnvFile:
     try:
         return read_env_file(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}; check the path and its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file (byte {exc.start + 1} is not UTF-8); write "
+                          "KEY=value lines in UTF-8 text") from None
+    except PermissionError:
+        raise ConfigError(f"cannot read {path}: permission denied; make it readable "
+                          f"(chmod u+r {path})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}; check the path and its "
+                          "permissions") from None

@@ -27,7 +27,7 @@ from typing import Dict, List, Mapping, Optional
 from ..cluster_facts import Cluster, interconnect_hostname
 from ..rayauth import installed_ray_version
 from ..runstate import RunState
-from ..spec import JobSpec, read_spec
+from ..spec import JobSpec, read_spec, spec_problem
 from . import egress, raysecurity, requeue, shutdown
 from .cluster_check import check_host, cluster_of
 from .envload import load_environment
@@ -444,7 +444,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         spec = read_spec(args[0])
     except (OSError, ValueError, TypeError) as exc:
-        log.line("runner", f"cannot read the job spec {args[0]}: {exc}")
+        log.line("runner", f"cannot read the job spec {args[0]}: {spec_problem(exc)}")
         return EXIT_ENV
     try:
         job = JobEnvironment.from_environ(os.environ)

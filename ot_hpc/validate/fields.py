@@ -52,6 +52,14 @@ def int_of(value: Optional[str]) -> Optional[int]:
     return int(text) if _INT.match(text) else None
 
 
+def others_can_read(path: str) -> bool:
+    """Whether every user may read ``path`` (mode o+r)."""
+    try:
+        return bool(os.stat(path).st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
 def group_or_other_readable(path: str) -> bool:
     try:
         return bool(os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))

@@ -7,7 +7,7 @@ import re
 from typing import Any, List, Mapping, Optional
 
 from ..envfile import read_env_file
-from .fields import Context, Fields, Section, group_or_other_readable, unwritable_ancestor
+from .fields import Context, Fields, Section, group_or_other_readable, others_can_read, unwritable_ancestor
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _HOST_PORT = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
@@ -39,9 +39,13 @@ def _secret_keys(fields: Fields, secret_path: Optional[str]) -> Optional[List[st
     """The secret file's key names (values are never read out), or None when unreadable."""
     if secret_path is None:
         return None
+    if others_can_read(secret_path):  # anyone on the login node: refused
+        fields.problem("SECRET_ENV_PATH", "is readable by every user of this machine",
+                       f"chmod 600 {secret_path}")
+        return None
     if group_or_other_readable(secret_path):
         fields.warnings.append(
-            f"SECRET_ENV_PATH={secret_path} is readable by group or others: chmod 600 {secret_path}")
+            f"SECRET_ENV_PATH={secret_path} is readable by its group: chmod 600 {secret_path}")
     try:
         secret_file = read_env_file(secret_path)
     except (OSError, UnicodeDecodeError) as exc:
