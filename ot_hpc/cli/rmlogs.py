@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from ..monitor import options
 from ..monitor.dirs import experiments_dirs
-from ..monitor.rmlogs import Active, close_all, delete, format_bytes, make_plan
+from ..monitor.rmlogs import Active, OtherClusters, close_all, delete, format_bytes, make_plan
 from .common import EXIT_ERROR, EXIT_OK, UsageError, error, make_parser, run_main, scheduler_from_args
 
 DESCRIPTION = (
@@ -32,6 +32,22 @@ def build_parser():
     parser.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     options.add_experiments_dir(parser)
     return parser
+
+
+def this_cluster_names() -> frozenset:
+    """Lower-case names of the cluster whose controller ot-rmlogs asks: slurm.conf's
+    ClusterName and the registry cluster detected here (``--cluster`` is not needed: a
+    spec of a cluster not named here is kept until far past its time limit)."""
+    from ..clusters import ClusterError, detect_current_cluster
+    from ..scheduler.slurmconf import configured_cluster_name
+
+    names = {configured_cluster_name() or ""}
+    try:
+        cluster = detect_current_cluster()
+        names |= {cluster.name, *cluster.slurm_cluster_names}
+    except ClusterError:
+        pass
+    return frozenset(n.lower() for n in names if n)
 
 
 def _plural(count: int, word: str) -> str:
@@ -60,13 +76,17 @@ def body(argv: Optional[List[str]] = None) -> int:
     # Every job still in the queue keeps its files, whatever its state (UNKNOWN included).
     mine = [r for r in scheduler.list_jobs(user=options.current_user()) if not r.state.is_finished]
     active = Active(frozenset(r.job_id for r in mine), frozenset(r.name for r in mine))
-    plan, fds = make_plan(directories, cutoff, active, os.getuid())
+    others = OtherClusters(this_cluster_names(), now)
+    plan, fds = make_plan(directories, cutoff, active, os.getuid(), others)
     try:
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
         where = ", ".join(directories)
         age = f"older than {args.days:g} day{'' if args.days == 1 else 's'}"
         kept = f"kept {_plural(plan.kept_active, 'file')} of pending/running jobs"
+        if plan.kept_other_cluster:
+            kept += (f"; kept {_plural(plan.kept_other_cluster, 'file')} of jobs that may still be "
+                     "queued on another cluster")
         if plan.links:
             kept += f"; skipped {_plural(plan.links, 'symbolic link')}"
         if args.dry_run:

@@ -20,10 +20,11 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import FrozenSet, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from .dirs import LOGS, SPECS
+from .shared_fs import keep_for_other_cluster, spec_facts
 
 _LOG = re.compile(r"^(?:(?P<name>.+)_|slurm-)(?P<id>\d+)(?:\.log|\.out|\.state\.json)$")
 # <name>_<UTC stamp>_<6 hex>.json, and the older <name>_<UTC stamp>.json.
@@ -53,6 +54,15 @@ class Active:
 
 
 @dataclass(frozen=True)
+class OtherClusters:
+    """For a filesystem shared by several clusters (:mod:`.shared_fs`): the lower-case
+    names of the cluster whose controller said which jobs are active, and the time now."""
+
+    here: FrozenSet[str]
+    now: float
+
+
+@dataclass(frozen=True)
 class DirectoryPlan:
     directory: str
     delete: Tuple[Tuple[str, int, float], ...] = ()  # (file name, size, mtime)
@@ -60,6 +70,7 @@ class DirectoryPlan:
     kept_recent: int = 0
     links: Tuple[str, ...] = ()  # names that are symbolic links (never followed)
     not_ours: int = 0  # other names, other owners, directories
+    kept_other_cluster: int = 0  # files of jobs that may be queued on another cluster
 
     @property
     def bytes(self) -> int:
@@ -87,6 +98,10 @@ class Plan:
     def links(self) -> int:
         return sum(len(d.links) for d in self.directories)
 
+    @property
+    def kept_other_cluster(self) -> int:
+        return sum(d.kept_other_cluster for d in self.directories)
+
 
 def owner_of(kind: str, name: str) -> Optional[Tuple[Optional[int], Optional[str]]]:
     """(job id, job name) when ``name`` is one of our files in a ``kind`` directory
@@ -106,8 +121,10 @@ def owner_of(kind: str, name: str) -> Optional[Tuple[Optional[int], Optional[str
 
 
 def plan_directory(directory: str, kind: str, entries: Iterable[Entry], cutoff: float,
-                   active: Active, uid: Optional[int]) -> DirectoryPlan:
+                   active: Active, uid: Optional[int],
+                   other_cluster_names: FrozenSet[str] = frozenset()) -> DirectoryPlan:
     """Decide for each entry of one ``kind`` directory (pure). ``uid=None``: any owner.
+    ``other_cluster_names``: job names whose logs are kept (their specs say another cluster).
 
     The hot loop of ot-rmlogs (100,000 files must cost little more than ``find``): the
     entries are unpacked as tuples and each name is matched once.
@@ -120,7 +137,7 @@ def plan_directory(directory: str, kind: str, entries: Iterable[Entry], cutoff: 
         raise ValueError(f"unknown directory kind {kind!r}")
     delete: List[Tuple[str, int, float]] = []
     links: List[str] = []
-    kept_active = kept_recent = not_ours = 0
+    kept_active = kept_recent = not_ours = kept_other = 0
     append = delete.append
     for name, kind_of_file, mtime, size, owner in entries:
         found = match(name)
@@ -135,11 +152,45 @@ def plan_directory(directory: str, kind: str, entries: Iterable[Entry], cutoff: 
             not_ours += 1
         elif found.group(key) in keep:
             kept_active += 1
-        elif mtime < cutoff:
-            append((name, size, mtime))
-        else:
+        elif mtime >= cutoff:
             kept_recent += 1
-    return DirectoryPlan(directory, tuple(delete), kept_active, kept_recent, tuple(links), not_ours)
+        elif other_cluster_names and found.group("name") in other_cluster_names:
+            kept_other += 1
+        else:
+            append((name, size, mtime))
+    return DirectoryPlan(directory, tuple(delete), kept_active, kept_recent, tuple(links), not_ours,
+                         kept_other)
+
+
+def read_small(fd: int, name: str, limit: int = 1 << 20) -> str:
+    """A spec's text, read relative to its directory (never through a link); "" if unreadable."""
+    try:
+        handle = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=fd)
+    except OSError:
+        return ""
+    try:
+        return os.read(handle, limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(handle)
+
+
+def keep_other_clusters(plan: DirectoryPlan, fd: int, others: OtherClusters
+                        ) -> Tuple[DirectoryPlan, FrozenSet[str]]:
+    """The specs plan without the specs of jobs that may be queued on another cluster (read
+    only for specs about to be deleted), and those jobs' names (their logs are kept too)."""
+    delete, names = [], set()
+    for item in plan.delete:
+        facts = spec_facts(read_small(fd, item[0]))
+        if keep_for_other_cluster(facts, others.here, others.now, item[2]):
+            match = _SPEC.match(item[0])
+            names.add(facts.job_name or (match.group("name") if match else item[0]))
+        else:
+            delete.append(item)
+    kept = len(plan.delete) - len(delete)
+    return (replace(plan, delete=tuple(delete), kept_other_cluster=plan.kept_other_cluster + kept),
+            frozenset(names))
 
 
 # -- I/O ---------------------------------------------------------------------------------
@@ -188,14 +239,18 @@ def scan(fd: int, kind: str) -> Iterator[Tuple[str, str, float, int, int]]:
                        info.st_uid)
 
 
-def make_plan(experiments: Iterable[str], cutoff: float, active: Active,
-              uid: Optional[int]) -> Tuple[Plan, List[Tuple[str, int]]]:
+def make_plan(experiments: Iterable[str], cutoff: float, active: Active, uid: Optional[int],
+              others: Optional[OtherClusters] = None) -> Tuple[Plan, List[Tuple[str, int]]]:
     """Scan every experiments directory; returns the plan and the open (path, fd) pairs
-    the deleting step works through (close them with :func:`close_all`)."""
+    the deleting step works through (close them with :func:`close_all`). With ``others``,
+    the specs (read first) of jobs that may be queued on another cluster are kept, and so
+    are the logs of their job names."""
     plans, notes, fds = [], [], []
     try:
         for experiments_dir in experiments:
-            for kind in (LOGS, SPECS):
+            found: List[DirectoryPlan] = []
+            names: FrozenSet[str] = frozenset()
+            for kind in (SPECS, LOGS):
                 fd, why = open_subdirectory(experiments_dir, kind)
                 if why:
                     notes.append(why)
@@ -203,7 +258,11 @@ def make_plan(experiments: Iterable[str], cutoff: float, active: Active,
                     continue
                 path = os.path.join(experiments_dir, kind)
                 fds.append((path, fd))
-                plans.append(plan_directory(path, kind, scan(fd, kind), cutoff, active, uid))
+                plan = plan_directory(path, kind, scan(fd, kind), cutoff, active, uid, names)
+                if kind == SPECS and others is not None:
+                    plan, names = keep_other_clusters(plan, fd, others)
+                found.append(plan)
+            plans += reversed(found)  # logs first, as listed
     except BaseException:
         close_all(fds)
         raise
