@@ -6,7 +6,7 @@ dicts. CPUs and GPUs per node come from the allocation, never from a table.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 from ..hostlist import expand_hostlist
@@ -105,6 +105,14 @@ class JobEnvironment:
 
     def cpus_on(self, node: str) -> int:
         return self.cpus_per_node[self.nodes.index(node)]
+
+    def with_node_gpus(self, environ: Mapping[str, str], cluster) -> "JobEnvironment":
+        """This job with Ray's GPU count for ``cluster`` (its ``gpu_request`` and
+        ``gpu_devices`` glob): :func:`gpus_for_ray`, the device files looked up here."""
+        import glob
+
+        gpus = gpus_for_ray(environ, cluster.gpu_request, glob.glob(cluster.gpu_devices))
+        return self if gpus == self.gpus_per_node else replace(self, gpus_per_node=gpus)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "JobEnvironment":

@@ -7,13 +7,10 @@ after success, a failure, scancel (SIGTERM), the time-limit warning (USR2) or an
 After a successful trainer (exit 0) and only then, the ``upload`` phase uploads the final
 policy's Hugging Face files to ``spec.upload_repo`` when one is set (:mod:`ot_hpc.upload`).
 
-The runner's inputs are the spec and the secret env file, nothing else (no site env
-file, no cluster file). Exit codes: :mod:`ot_hpc.runner.exit_codes`.
+Inputs: the spec and the secret env file only. Exit codes: :mod:`ot_hpc.runner.exit_codes`.
 """
 from __future__ import annotations
 
-import dataclasses
-import glob
 import json
 import os
 import secrets
@@ -32,7 +29,7 @@ from . import egress, raysecurity, requeue, shutdown
 from .cluster_check import check_host, cluster_of
 from .envload import load_environment
 from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_SIGNAL_BASE, EXIT_UPLOAD
-from .jobenv import JobEnvironment, NotInSlurmJob, gpus_for_ray
+from .jobenv import JobEnvironment, NotInSlurmJob
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
 from .progress_report import ProgressReport
@@ -113,9 +110,7 @@ class Runner:
         job, spec = self.job, self.spec
         self.state.update(phase="environment")
         self.cluster = detect(spec, self.environ, self.log)
-        gpus = gpus_for_ray(self.environ, self.cluster.gpu_request, glob.glob(self.cluster.gpu_devices))
-        if gpus != job.gpus_per_node:  # whole nodes: the GPUs came with the node, not from Slurm
-            self.job = job = dataclasses.replace(job, gpus_per_node=gpus)
+        self.job = job = job.with_node_gpus(self.environ, self.cluster)  # Ray's GPU count
         loaded = load_environment(spec, self.environ, self.cluster.nccl_socket_ifname)
         self.log.redactor = loaded.redactor
         self.secret_keys = tuple(loaded.secret_keys)
