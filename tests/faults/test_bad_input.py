@@ -50,6 +50,8 @@ def snapshot(top: Path):
     """Every entry under ``top``: type, mode, size, mtime and content (never following links)."""
     seen = {}
     for root, dirs, files in os.walk(top):
+        if root == os.path.join(top, "home"):  # ~/.cache/ot-hpc: the SkyRL detection's cache
+            dirs[:] = [d for d in dirs if d != ".cache"]  # (not job state; written on the way)
         for name in dirs + files:
             path = os.path.join(root, name)
             info = os.lstat(path)
@@ -57,7 +59,7 @@ def snapshot(top: Path):
             if os.path.isfile(path) and not os.path.islink(path):
                 with open(path, "rb") as handle:
                     digest = hashlib.sha256(handle.read()).hexdigest()
-            seen[os.path.relpath(path, top)] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+            seen[os.path.relpath(path, top)] = (info.st_mode, digest if digest else None)
     return seen
 
 
