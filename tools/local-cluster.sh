@@ -335,6 +335,9 @@ PreemptMode=REQUEUE
 PartitionName=debug Nodes=$(node_list) Default=YES MaxTime=1-00:00:00 State=UP PriorityTier=1
 PartitionName=gpu Nodes=$(node_list) MaxTime=2-00:00:00 State=UP PriorityTier=1
 PartitionName=urgent Nodes=$(node_list) MaxTime=1-00:00:00 State=UP PriorityTier=10
+# 'shared': jobs there share cores (up to 4 a core), so three runners fit on the same 2-CPU
+# emulated nodes at once (the load tests); nobody else submits to it.
+PartitionName=shared Nodes=$(node_list) MaxTime=1-00:00:00 State=UP PriorityTier=1 OverSubscribe=FORCE:4
 EOF
 }
 
