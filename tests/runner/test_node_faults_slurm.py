@@ -67,6 +67,8 @@ def test_a_node_dying_mid_training_ends_the_job_and_it_runs_again(experiments, t
             print(f"{worker} state after the run: {node_state(worker)}")
         final = wait_for(lambda: _ran_again(job), 300, f"job {job.id} to run again and end")
         text = job.log()
+        print(f"killed -> second run done: {time.monotonic() - killed:.1f} s; "
+              + [l for l in text.splitlines() if "the job cannot go on" in l or "SIGTERM:" in l][0])
         assert final.state == JobState.COMPLETED and final.restart_count == 1, text[-3000:]
         assert "resuming from checkpoint step 1" in text
         assert job.state().phase == "done"
@@ -91,7 +93,9 @@ def test_a_preempted_job_is_requeued_by_slurm_and_resumes(experiments, tmp_path,
     try:
         wait_for(lambda: "demo: waiting for" in job.log(), 120, f"job {job.id} to be training")
         urgent = _urgent_everywhere(len(local_network.nodes))
+        preempted = time.monotonic()
         wait_for(lambda: "[runner] exit " in job.log(), 60, f"job {job.id} to be preempted")
+        print(f"preempting job submitted -> the runner's run ended: {time.monotonic() - preempted:.1f} s")
         text = job.log()
         assert "received SIGTERM: stopping" in text, text[-3000:]
         assert "SIGTERM: Slurm has requeued the job itself" in text, text[-3000:]
@@ -104,6 +108,7 @@ def test_a_preempted_job_is_requeued_by_slurm_and_resumes(experiments, tmp_path,
         text = job.log()
         assert final.state == JobState.COMPLETED and final.restart_count == 1, text[-3000:]
         assert "resuming from checkpoint step 1" in text
+        print(f"preempted -> second run done: {time.monotonic() - preempted:.1f} s")
         assert_clean(job)
     finally:
         get_scheduler("cli").cancel(job.id)
