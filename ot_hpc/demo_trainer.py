@@ -24,6 +24,8 @@ like SkyRL's own ``trainer.*`` overrides):
   tokenizer.json, plus an FSDP shard that must never be uploaded)
 - ``demo.exit_code=N``: exit with N (default 0); ``demo.fail_on_restart=false`` exits 0
   from the second run on (``$SLURM_RESTART_COUNT`` > 0)
+- ``demo.checkpoint_dir=PATH``: resume from ``PATH/latest`` (a step number, as SkyRL's
+  ``resume_mode=latest`` does) when it exists, then save the next step there at once
 - ``demo.ray_init=skyrl``: connect as SkyRL does, ``ray.init(runtime_env=...)`` with no
   address (Ray takes ``$RAY_ADDRESS``, and its token from the environment the runner set)
 """
@@ -163,6 +165,23 @@ def connect_ray(ray, demo: Dict[str, str], address: Optional[str]) -> None:
         ray.init(address=address, logging_level="ERROR", log_to_driver=log_to_driver)
 
 
+def checkpoint(directory: str) -> None:
+    """Resume from ``directory/latest`` when there is one, then write the next step (atomic)."""
+    path = os.path.join(directory, "latest")
+    try:
+        with open(path) as handle:
+            step = int(handle.read().strip() or 0)
+        say(f"resuming from checkpoint step {step} ({path})")
+    except (OSError, ValueError):
+        step = 0
+        say(f"no checkpoint in {directory}: starting at step 0")
+    os.makedirs(directory, exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        handle.write(f"{step + 1}\n")
+    os.replace(path + ".tmp", path)
+    say(f"checkpoint step {step + 1} saved")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     opts = parse_overrides(list(sys.argv[1:] if argv is None else argv))
     demo = {k[len("demo."):]: v for k, v in opts.items() if k.startswith("demo.")}
@@ -218,6 +237,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         say(f"task ran on {ip} ({host})" + (f"; fetched {url} through the proxy: {body}" if url else ""))
     if url:
         say(f"fetch 1 ok from the driver: {fetch_with_retries(url, proxy, attempts)}")
+    if demo.get("checkpoint_dir"):
+        checkpoint(demo["checkpoint_dir"])
     if progress_line:
         show_progress(ray if progress_in_ray(demo) else None, progress_line, demo)
     marker = demo.get("wait_for_file")

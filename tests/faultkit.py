@@ -140,3 +140,23 @@ def cancel_named(name: str) -> None:
     ids = jobs_named(name)
     if ids:
         subprocess.run(["scancel", *map(str, ids)], capture_output=True, timeout=60)
+
+
+def node_state(node: str) -> str:
+    out = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%t"], capture_output=True,
+                         text=True, timeout=30).stdout.split()
+    return out[0] if out else ""
+
+
+@contextlib.contextmanager
+def dead_node(node: str) -> Iterator[float]:
+    """Node ``node`` (separate hosts only) killed inside the block: its slurmd and every
+    process in its namespace (``local-cluster.sh stop-node``); yields the monotonic time of
+    the kill. After the block, also on a failure, its slurmd runs again and the node takes
+    jobs (``start-node`` waits until sinfo says idle/mix/alloc)."""
+    _cluster("stop-node", node)
+    killed = time.monotonic()
+    try:
+        yield killed
+    finally:
+        _cluster("start-node", node)

@@ -83,7 +83,7 @@ def live_job(**changes):
         allocated_nodes="n[1-2]", time_limit=30, run_time=600, run_time_remaining=1200,
         submit_time=EPOCH - 60, start_time=EPOCH, end_time=EPOCH + 1800, exit_code=0,
         exit_code_signal=0, standard_output="/logs/unit-42.out", working_directory="/work",
-        requeue_count=1,
+        requeue_count=1, preempt_time=0,
     )
     values.update(changes)
     if "user_name" in changes and "user_id" not in changes:

@@ -4,6 +4,7 @@
 # Usage (as root, on Debian 12 / Slurm 22.05 or Debian 13 / Slurm 24.11):
 #     bash tools/local-cluster.sh start|stop|status|restart|install
 #     bash tools/local-cluster.sh stop-daemon|start-daemon slurmctld|slurmdbd   (fault tests)
+#     bash tools/local-cluster.sh stop-node|start-node nK   (fault tests: a node dies, comes back)
 #
 # `start` installs Debian's packages if needed (slurmctld, slurmd, slurmdbd,
 # munge, mariadb-server, ...), writes /etc/slurm/{slurm,slurmdbd,gres,cgroup}.conf
@@ -310,6 +311,9 @@ GresTypes=gpu
 JobRequeue=1
 ReturnToService=2
 KillWait=10
+# A node whose slurmd stops answering is DOWN after 30 s (Slurm's default: 300 s), and its
+# jobs end NODE_FAIL (requeued when they may be): the node-failure fault tests' bound.
+SlurmdTimeout=30
 InactiveLimit=0
 MinJobAge=300
 # Refuse at submit time what can never run (too many nodes, too long), as sites do.
@@ -323,8 +327,17 @@ AccountingStorageTRES=gres/gpu
 
 # Nodes: all on this host; slurmd -N <name> picks its line and port.
 NodeName=$(node_list) NodeHostname=$HOST NodeAddr=$NET_NODE_ADDR Port=$ports Sockets=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS CPUs=$CPUS RealMemory=$NODE_MEM$gres State=UNKNOWN
-PartitionName=debug Nodes=$(node_list) Default=YES MaxTime=1-00:00:00 State=UP
-PartitionName=gpu Nodes=$(node_list) MaxTime=2-00:00:00 State=UP
+# Preemption: a job in 'urgent' (PriorityTier 10) preempts jobs of debug/gpu (tier 1), which
+# Slurm requeues (cancels when not requeueable). Nobody else submits to 'urgent', so debug and
+# gpu schedule exactly as without it.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=debug Nodes=$(node_list) Default=YES MaxTime=1-00:00:00 State=UP PriorityTier=1
+PartitionName=gpu Nodes=$(node_list) MaxTime=2-00:00:00 State=UP PriorityTier=1
+PartitionName=urgent Nodes=$(node_list) MaxTime=1-00:00:00 State=UP PriorityTier=10
+# 'shared': jobs there share cores (up to 4 a core), so three runners fit on the same 2-CPU
+# emulated nodes at once (the load tests); nobody else submits to it.
+PartitionName=shared Nodes=$(node_list) MaxTime=1-00:00:00 State=UP PriorityTier=1 OverSubscribe=FORCE:4
 EOF
 }
 
@@ -798,8 +811,47 @@ one_daemon() {
     say "$name running (pid $(our_pid "$name"))"
 }
 
+# One emulated node dying and coming back, for the fault tests (separate hosts only: a
+# node is its network namespace). stop-node: SIGKILL its slurmd and every process in its
+# namespace (job steps, node agents, Ray: what a node's power loss takes away); slurmctld
+# marks it DOWN after SlurmdTimeout. start-node: its slurmd again, then wait until the node
+# is idle or busy (ReturnToService=2 brings a DOWN node back). Both idempotent.
+one_node() {
+    local action=$1 node=${2:-} ns pid pids
+    [[ $EUID -eq 0 ]] || die "must run as root"
+    detect_nodes_from_conf
+    [[ $node =~ ^n[0-9]+$ ]] && ((${node#n} >= 1 && ${node#n} <= NODES)) ||
+        die "usage: $0 $action n1..n$NODES"
+    net_read_env
+    [[ $NET_MODE == separate ]] || die "$action needs separate hosts (OT_LOCAL_NETWORK=separate): in loopback mode a node's processes cannot be told apart"
+    ns=$(net_ns_of "$node")
+    if [[ $action == stop-node ]]; then
+        if pid=$(our_pid "slurmd.$node"); then kill -KILL "$pid" 2>/dev/null || true; fi
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        # shellcheck disable=SC2086
+        [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+        wait_for "$node's processes" 10 bash -c "[[ -z \$(ip netns pids $ns) ]]" ||
+            warn "processes left in $ns: $(ip netns pids "$ns" | paste -sd' ' -)"
+        rm -f "$RUN_DIR/slurmd.$node.pid" "$(own_pidfile "slurmd.$node")"
+        say "$node stopped (slurmd and $(wc -w <<<"$pids") process(es) killed)"
+        return
+    fi
+    grep -qF "$MARKER" "$ETC/slurm.conf" 2>/dev/null || die "no cluster configured here: run '$0 start'"
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    if need_start "slurmd.$node"; then
+        net_exec_for "$ns"
+        launch "slurmd.$node" "${NET_EXEC[@]}" slurmd -D -N "$node"
+    fi
+    wait_for "$node" "$((READY_TIMEOUT * 2))" node_usable "$node" ||
+        die "$node did not come back: $(node_states | grep "^$node " || true)"
+    say "$node running (pid $(our_pid "slurmd.$node")), $(node_states | awk -v n="$node" '$1 == n { print $2 }')"
+}
+# Node $1 registered and takes jobs (idle, or busy with jobs: not down/drain/unknown).
+node_usable() { [[ $(node_states | awk -v n="$1" '$1 == n { print $2 }') =~ ^(idle|mix|alloc)$ ]]; }
+
 case "${1:-}" in
     stop-daemon | start-daemon) one_daemon "$1" "${2:-}" ;;
+    stop-node | start-node) one_node "$1" "${2:-}" ;;
     install) # only the Debian packages; starts nothing
         [[ $EUID -eq 0 ]] || die "must run as root (try: sudo bash $0 install)"
         install_packages
@@ -809,7 +861,7 @@ case "${1:-}" in
     restart) net_keep_mode && cmd_stop && cmd_start ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 start|stop|status|restart|install|stop-daemon D|start-daemon D   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4 OT_LOCAL_NETWORK=auto|separate|loopback)" >&2
+        echo "usage: $0 start|stop|status|restart|install|stop-daemon D|start-daemon D|stop-node nK|start-node nK   (env: OT_LOCAL_NODES=3 OT_LOCAL_GPUS=4 OT_LOCAL_NETWORK=auto|separate|loopback)" >&2
         exit 2
         ;;
 esac

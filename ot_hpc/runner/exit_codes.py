@@ -13,6 +13,7 @@ code    meaning
 3       egress: a tunnel was needed and could not be opened
 4       Ray did not come up on every node in time
 5       the trainer succeeded but the requested upload failed (never requeued)
+6       a node left the job during training (its Ray node died or its agent exited)
 128+N   stopped by signal N (143: SIGTERM from scancel, 140: USR2 before the limit)
 other   the trainer's own exit code
 ======  ==========================================================================
@@ -32,6 +33,7 @@ EXIT_ENV = 2
 EXIT_EGRESS = 3
 EXIT_RAY = 4
 EXIT_UPLOAD = 5
+EXIT_NODE_LOST = 6
 EXIT_SIGNAL_BASE = 128
 
 # Node agents.

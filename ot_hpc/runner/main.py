@@ -28,7 +28,7 @@ from ..spec import JobSpec, read_spec, spec_problem
 from . import egress, raysecurity, requeue, shutdown
 from .cluster_check import check_host, cluster_of
 from .envload import load_environment
-from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_SIGNAL_BASE, EXIT_UPLOAD
+from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_NODE_LOST, EXIT_SIGNAL_BASE, EXIT_UPLOAD
 from .jobenv import JobEnvironment, NotInSlurmJob
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
@@ -283,10 +283,11 @@ class Runner:
         return code
 
     def _training_tick(self) -> None:
+        """A node lost during training ends the job (SkyRL cannot go on without it)."""
         self.flush_notes()
-        if self.ray is not None:
-            for problem in self.ray.health_problems():
-                self.log.line("ray", f"WARNING: {problem}")
+        problems = self.ray.health_problems() if self.ray is not None else []
+        if problems:
+            raise PhaseError(f"{problems[0]}: the job cannot go on without it", EXIT_NODE_LOST)
 
     def phase_upload(self) -> None:
         """Upload the final policy's HF files (the trainer exited 0). In a thread, so a
@@ -409,17 +410,15 @@ class Runner:
         return self.finish(code, message)
 
     def finish(self, code: int, message: Optional[str]) -> int:
-        # Once the trainer exited 0, a later signal or a failed upload never requeues:
-        # running the job again would train again.
-        result = requeue.outcome(code, self.stop_signal, self.trainer_exit, self.upload_failed)
+        cause = requeue.sigterm_cause(self.stop_signal, self.trainer_exit, self.job.job_id,
+                                      self.job.restart_count, lambda m: self.log.line("runner", m))
+        result = requeue.outcome(code, self.stop_signal, self.trainer_exit, self.upload_failed, cause)
         decision = requeue.should_requeue(result, self.job.restart_count, self.spec.max_restarts)
         if self.spec.max_restarts:
             self.log.line("runner", requeue.describe(result, self.job.restart_count, self.spec.max_restarts))
-        if message is None and code != 0:
-            message = f"trainer exited with code {code}"
-        final_phase = "done" if code == 0 else "failed"
-        self.state.update(phase=final_phase, exit_code=code, timings=dict(self.log.timings),
-                          message=message if not decision else f"{message}; requeued")
+        message = requeue.final_message(message, code, decision, result)
+        self.state.update(phase="done" if code == 0 else "failed", exit_code=code,
+                          timings=dict(self.log.timings), message=message)
         self.log.line("runner", f"exit {code}; timings: {self.log.summary()}" + (f"; {message}" if message else ""))
         if decision:
             try:

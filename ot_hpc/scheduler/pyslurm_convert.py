@@ -200,8 +200,17 @@ def _record(job: Any, raw_state: str, state: JobState, node_list: Any, time_limi
         stdout_path=job_output_path(_text(job.standard_output), job_id, name, user, nodes,
                                     _text(job.working_directory)),
         restart_count=int_or_none(job.requeue_count) or 0,
-        extra={"source": source},
+        extra=_extra(job, source),
     )
+
+
+def _extra(job: Any, source: str) -> Dict[str, Any]:
+    """The source, and ``preempt_time`` (ISO 8601) once a preemption of the job began."""
+    extra: Dict[str, Any] = {"source": source}
+    when = epoch_to_datetime(getattr(job, "preempt_time", None))
+    if when is not None:
+        extra["preempt_time"] = when.isoformat()
+    return extra
 
 
 def remaining_seconds(state: JobState, time_limit: Any, run_time: Optional[int]) -> Optional[int]:

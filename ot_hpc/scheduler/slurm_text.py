@@ -238,7 +238,15 @@ def record_from_scontrol(fields: Mapping[str, str]) -> Optional[JobRecord]:
         stdout_path=job_output_path(_optional(fields.get("StdOut", "")), job_id, common["name"],
                                     user, common["node_list"], _optional(fields.get("WorkDir", ""))),
         restart_count=int_or_none(fields.get("Restarts")) or 0,
+        extra=_preempt_extra(fields.get("PreemptTime")),
     )
+
+
+def _preempt_extra(value: Optional[str]) -> Dict[str, str]:
+    """``{"preempt_time": ...}`` when Slurm has set the job's PreemptTime (a preemption
+    began: the runner's :mod:`ot_hpc.runner.stopcause` reads it), else nothing."""
+    value = (value or "").strip()
+    return {"preempt_time": value} if value and value not in ("None", "Unknown", "N/A") else {}
 
 
 def _sacct_record(values: Mapping[str, str]) -> Optional[JobRecord]:

@@ -129,7 +129,8 @@ class Job:
 
 def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max_restarts=0,
            sshd=None, join_timeout=30, grace=3, time_limit=5, probe="127.0.0.1:9",
-           secret=None, upload_repo=None, upload_path=None, hold=False, spec_extra=None) -> Job:
+           secret=None, upload_repo=None, upload_path=None, hold=False, spec_extra=None,
+           partition=None, memory_mb=None) -> Job:
     env_for_job = {"PYTHONPATH": REPO}
     env_for_job.update(environment or {})
     if sshd:
@@ -154,7 +155,7 @@ def submit(experiments, name, nodes, overrides=(), environment=None, gpus=0, max
         cpus_per_task=1, gpus_per_node=gpus, output_path=os.path.join(spec.logs_dir, f"{spec.job_name}_%j.log"),
         working_directory=experiments, requeue=max_restarts > 0, append_output=max_restarts > 0,
         signal_name="USR2",
-        signal_seconds_before_end=60, hold=hold,
+        signal_seconds_before_end=60, hold=hold, partition=partition, memory_per_node_mb=memory_mb,
     )
     return Job(get_scheduler("cli").submit(request), spec)
 
@@ -229,6 +230,45 @@ def test_two_jobs_on_the_same_nodes_do_not_collide(job_pair):
     assert_clean(second)
 
 
+@pytest.fixture(scope="module")
+def job_trio(experiments, tmp_path_factory):
+    """Three 3-node jobs training at once on the same nodes: partition 'shared' of the local
+    cluster (OverSubscribe=FORCE:4; three 1-CPU jobs do not fit 2-CPU nodes otherwise)."""
+    if subprocess.run(["scontrol", "show", "partition", "shared"], capture_output=True).returncode:
+        pytest.skip("no partition 'shared' (tools/local-cluster.sh restart writes it)")
+    release = tmp_path_factory.mktemp("trio") / "release"
+    jobs = [submit(experiments, f"trio{i}", 3, [f"demo.wait_for_file={release}"], partition="shared",
+                   memory_mb=600) for i in range(3)]
+    try:
+        wait_for(lambda: all("demo: waiting for" in job.log() for job in jobs), JOB_TIMEOUT,
+                 "three jobs to be training at the same time")
+    finally:
+        release.write_text("go")
+    return [(job, job.wait_end()) for job in jobs]
+
+
+def test_three_jobs_on_the_same_nodes_do_not_collide(job_trio):
+    blocks = []
+    for job, record in job_trio:
+        assert record.state == JobState.COMPLETED, job.log()[-3000:]
+        assert "Ray ready on all 3 nodes" in job.log()
+        blocks.append(tuple(int(x) for x in job.state().details["ports"].split("-")))
+    for i, (low, high) in enumerate(blocks):
+        for other_low, other_high in blocks[i + 1:]:
+            assert high < other_low or other_high < low, f"port blocks {blocks} overlap"
+    records = [record for _job, record in job_trio]
+    assert len({r.node_list for r in records}) == 1
+    assert max(r.start_time for r in records) < min(r.end_time for r in records), "not all at once"
+    for job, _record in job_trio:  # each log holds its own job's lines only
+        text = job.log()
+        for other, _ in job_trio:
+            if other is not job:
+                state = other.state()
+                assert f"job {other.id} " not in text and state.details["marker"] not in text
+                assert state.head_address not in text
+        assert_clean(job)
+
+
 # ---- failures ---------------------------------------------------------------------------
 def test_failing_trainer_fails_the_job_with_its_exit_code(experiments):
     job = submit(experiments, "fail", 2, ["demo.exit_code=3"])
@@ -274,6 +314,21 @@ def test_scancel_mid_training_leaves_nothing(experiments):
     text = job.log()
     assert "received SIGTERM: stopping" in text, text[-3000:]
     assert "[shutdown] done in" in text
+
+
+def test_scancel_with_restarts_left_is_never_requeued(experiments):
+    """The runner asks Slurm why SIGTERM came: a user's scancel (PreemptTime unset, Restarts
+    unchanged) is never requeued, whatever MAX_RESTARTS says."""
+    job = submit(experiments, "cancelrq", 1, ["demo.sleep_seconds=300"], max_restarts=2)
+    wait_for(lambda: "demo: sleeping" in job.log(), 90, f"job {job.id} to be training")
+    get_scheduler("cli").cancel(job.id)
+    record = job.wait_end(60)
+    text = job.log()
+    assert record.state == JobState.CANCELLED and record.restart_count == 0, text[-3000:]
+    assert "SIGTERM: stopped by the user (scancel) or the system: never requeued" in text
+    assert "not requeueing: cancelled" in text and "requeued: Slurm will run" not in text
+    assert job.state().phase == "failed" and job.state().exit_code == 143
+    assert_clean(job)
 
 
 def test_tunnel_ssh_killed_mid_run_is_restarted(experiments, login_sshd, http_url, tmp_path):

@@ -333,6 +333,10 @@ class Job:
         return cv._raw_time(_epoch(self._fields, "EndTime"))
 
     @property
+    def preempt_time(self):  # job.pyx: _raw_time(self.ptr.preempt_time); scontrol's PreemptTime
+        return cv._raw_time(_epoch(self._fields, "PreemptTime"))
+
+    @property
     def deadline(self):
         return cv._raw_time(_epoch(self._fields, "Deadline"))
 
