@@ -50,19 +50,12 @@ ACTIVATION_CONDA = 13
 ACTIVATION_NO_MODULE_SYSTEM = 14
 
 
-def _signal_name(number: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def trainer_exit_reason(raw: int) -> str:
     """One line for the trainer's end: ``raw`` is its exit status as the process layer
     reports it (negative: killed by that signal). Exit 137 (128+9) is named as a likely
     out-of-memory kill whether the trainer or a child of its was SIGKILLed."""
+    from ..monitor.records import signal_name as _signal_name
+
     oom = "out of memory? check dmesg/sacct MaxRSS"
     if raw < 0:
         number = -raw

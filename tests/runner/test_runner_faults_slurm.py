@@ -49,6 +49,15 @@ def ended(job, timeout=JOB_TIMEOUT):
     return record, job.state(), job.log()
 
 
+def assert_failed(job, record, state, text, code: int, *words: str) -> None:
+    """The job FAILED with ``code``, its run state says so with every one of ``words``."""
+    assert record.state == JobState.FAILED and record.exit_code == code, text[-3000:]
+    assert state.phase == "failed" and state.exit_code == code
+    for word in words:
+        assert word in state.message, state.message
+    assert_clean(job)
+
+
 def final_state_after(job, since: float, timeout: float = 60):
     """The run state once it is final (done/failed), and the seconds from ``since``."""
     state = wait_for(lambda: (s := job.state()) is not None and s.phase in ("done", "failed") and s,
@@ -75,10 +84,7 @@ def test_trainer_killed_by_sigkill_says_out_of_memory(experiments):
 def test_trainer_exit_137_is_named_as_a_likely_oom_kill(experiments):
     job = submit(experiments, "exit137", 1, ["demo.exit_code=137"], spec_extra=limits())
     record, state, text = ended(job)
-    assert record.state == JobState.FAILED and record.exit_code == 137, text[-3000:]
-    assert state.phase == "failed" and state.exit_code == 137
-    assert "code 137 (128+9: SIGKILL, likely killed for memory" in state.message
-    assert_clean(job)
+    assert_failed(job, record, state, text, 137, "code 137 (128+9: SIGKILL, likely killed for memory")
 
 
 def test_trainer_ignoring_sigterm_is_killed_within_killwait_and_the_state_is_final(experiments):
@@ -110,10 +116,8 @@ def test_a_trainer_that_prints_nothing_is_stopped_after_the_idle_timeout(experim
     state, seconds = final_state_after(job, hung_at)
     record, state, text = ended(job)
     report("silent trainer (TRAINER_IDLE_TIMEOUT 5 s) -> final state", seconds)
-    assert record.state == JobState.FAILED and record.exit_code == 6, text[-3000:]
-    assert state.exit_code == 6 and "printed nothing for" in state.message
-    assert "(TRAINER_IDLE_TIMEOUT 5 s): hung? stopped it" in state.message
-    assert_clean(job)
+    assert_failed(job, record, state, text, 6, "printed nothing for",
+                  "(TRAINER_IDLE_TIMEOUT 5 s): hung? stopped it")
 
 
 # ---- the tunnel -------------------------------------------------------------------------
@@ -205,7 +209,5 @@ def test_login_sshd_down_past_the_limit_fails_the_job_in_one_line(experiments, l
         sshd("start")
     record, state, text = ended(job)
     report("login sshd gone (TUNNEL_DOWN_LIMIT 8 s) -> final state", seconds)
-    assert record.state == JobState.FAILED and record.exit_code == 3, text[-3000:]
-    assert state.exit_code == 3 and "the SSH tunnel to ot-login has been down for" in state.message
-    assert "(TUNNEL_DOWN_LIMIT 8 s)" in state.message
-    assert_clean(job)
+    assert_failed(job, record, state, text, 3, "the SSH tunnel to ot-login has been down for",
+                  "(TUNNEL_DOWN_LIMIT 8 s)")
