@@ -18,6 +18,10 @@ like SkyRL's own ``trainer.*`` overrides):
   ``demo.progress_delay`` s each (default 0.3); ``demo.progress_in_ray=true`` prints it from
   a Ray task, as SkyRL does (done before ``demo.wait_for_file``)
 - ``demo.sleep_seconds=S``: then sleep
+- trainer faults (after the tasks ran): ``demo.ignore_sigterm=true`` ignores SIGTERM (only
+  SIGKILL stops it); ``demo.kill_self=N`` kills itself with signal N (9: as the OOM killer
+  does); ``demo.hang=true`` says so once, then prints nothing ever again (a hung
+  collective); ``demo.exit_code=137`` is the exit code of a wrapper whose child was killed
 - ``demo.print_env=A,B``: print those variables (the job log must show secrets redacted)
 - ``demo.export_dir=PATH``: write a tiny fake SkyRL HF export at the end,
   ``PATH/global_step_<demo.export_step, default 1>/policy/`` (config.json, model.safetensors,
@@ -182,6 +186,24 @@ def checkpoint(directory: str) -> None:
     say(f"checkpoint step {step + 1} saved")
 
 
+def trainer_fault(demo: Dict[str, str]) -> None:
+    """The faults the runner's tests make: ignore SIGTERM, die by a signal, hang silently."""
+    import signal
+
+    if demo.get("ignore_sigterm", "false").lower() == "true":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say("ignoring SIGTERM")
+    if demo.get("kill_self"):
+        number = int(demo["kill_self"])
+        say(f"killing myself with signal {number}")
+        os.kill(os.getpid(), number)
+        time.sleep(5)
+    if demo.get("hang", "false").lower() == "true":
+        say("hanging (no more output)")
+        while True:
+            time.sleep(3600)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     opts = parse_overrides(list(sys.argv[1:] if argv is None else argv))
     demo = {k[len("demo."):]: v for k, v in opts.items() if k.startswith("demo.")}
@@ -252,6 +274,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             except RuntimeError as exc:
                 say(str(exc))
                 return 13
+    trainer_fault(demo)
     sleep = float(demo.get("sleep_seconds", "0"))
     if sleep > 0:
         say(f"sleeping {sleep:g} s")

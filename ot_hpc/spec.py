@@ -9,7 +9,10 @@ submission never changes a running or requeued job. The spec holds no secret *va
 only the path of the secret env file, which the runner reads on the compute node.
 
 Compatibility rule: the spec carries :data:`SPEC_VERSION`; a runner reads exactly its
-own version and refuses any other in one line (:class:`SpecVersionError`).
+own version and refuses any other in one line (:class:`SpecVersionError`). Within a
+version, fields are only ever added, optional and with a default that keeps the old
+behaviour: a runner reads the older specs of its version (a requeued job keeps running),
+and an older runner refuses a newer spec's unknown fields in one line.
 """
 from __future__ import annotations
 
@@ -82,6 +85,14 @@ class JobSpec:
     # server (ray://) only when asked for.
     ray_auth: str = "auto"
     ray_client_server: bool = False
+    # The cluster's KillWait as its Slurm reported it at submission (None: unknown, the
+    # runner then assumes Slurm's default 30 s): the deadline of the runner's shutdown
+    # (ot_hpc.shutdown_budget).
+    kill_wait_seconds: Optional[int] = None
+    # Stop a trainer that printed nothing for this long (exit 7), fail the job when the
+    # tunnel stayed down this long (exit 3); seconds, 0 = never.
+    trainer_idle_timeout_seconds: int = 0
+    tunnel_down_limit_seconds: int = 0
 
     @property
     def logs_dir(self) -> str:

@@ -418,7 +418,7 @@ def test_base_scheduler_describes_the_request_fields_without_script_and_environm
     assert not any("SECRET_LOOKING" in line or "#!/bin/bash" in line for line in lines)
 
 
-def _partitions(found=None, names=None):
+def _partitions(found=None, names=None, kill_wait=None):
     from ot_hpc.scheduler import Scheduler
 
     class Partitions(Scheduler):
@@ -429,6 +429,9 @@ def _partitions(found=None, names=None):
 
         def list_partition_names(self):
             return names
+
+        def kill_wait_seconds(self):
+            return kill_wait
 
     return Partitions()
 
@@ -444,6 +447,24 @@ def test_partition_limits_from_get_partition_and_list_partition_names():
     assert missing == PartitionLimits("nosuch", exists=False, available=("debug", "gpu"))
     assert _partitions(None, None).partition_limits("gpu") is None  # the backend cannot tell
     assert _partitions(None, []).partition_limits("gpu") is None
+    # The cluster's KillWait travels with the limits (the submit-time shutdown check).
+    assert _partitions(gpu, kill_wait=10).partition_limits("gpu").kill_wait_seconds == 10
+    assert _partitions(None, ["gpu"], kill_wait=45).partition_limits("x").kill_wait_seconds == 45
+
+
+def test_kill_wait_from_scontrol_show_config_and_slurm_conf(tmp_path):
+    from ot_hpc.scheduler.slurm_text import kill_wait_from_config
+    from ot_hpc.scheduler.slurmconf import configured_kill_wait
+
+    text = "Configuration data as of 2026-01-01T00:00:00\nJobRequeue              = 1\nKillWait                = 10 sec\n"
+    assert kill_wait_from_config(text) == 10
+    assert kill_wait_from_config("KillOnBadExit = 0\n") is None
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=x\n#KillWait=99\nkillwait = 45 # site\n")
+    assert configured_kill_wait({"SLURM_CONF": str(conf)}) == 45
+    conf.write_text("ClusterName=x\n")
+    assert configured_kill_wait({"SLURM_CONF": str(conf)}) == 30  # Slurm's default
+    assert configured_kill_wait({"SLURM_CONF": str(tmp_path / "none.conf")}) is None
 
 
 def test_slurm_conf_cluster_name_and_which_cluster_it_serves(tmp_path):

@@ -81,7 +81,8 @@ def site(tmp_path):
         f"EXPERIMENTS_DIR={tmp_path}/exp\nDATASETS_DIR={tmp_path}/data\n"
         f"SECRET_ENV_PATH={secret}\nHF_HOME={tmp_path}/hf\nWANDB_PROJECT=OpenThoughts-Agent\n"
         f"PYTHON={python}\nNEEDS_TUNNEL=false\n")
-    (envs / "local.env").write_text(f"EXPERIMENTS_DIR={tmp_path}/exp\nPYTHON={python}\n")
+    # SHUTDOWN_GRACE as envs/local.env has it: the local cluster's KillWait is 10 s.
+    (envs / "local.env").write_text(f"EXPERIMENTS_DIR={tmp_path}/exp\nPYTHON={python}\nSHUTDOWN_GRACE=5\n")
     environ = {"HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
                "OT_HPC_ENVS_DIR": str(envs), "SECRET_LOOKING_VAR": "must-not-leak",
                "HF_TOKEN": "login-shell-token"}

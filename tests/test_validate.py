@@ -273,6 +273,33 @@ def test_shutdown_grace_defaults_to_15_seconds(world):
     assert run(world, BASE).job.shutdown_grace_seconds == 15
 
 
+def test_shutdown_grace_and_signal_seconds_are_checked_against_the_clusters_killwait(world):
+    small = PartitionLimits("debug", max_nodes=3, max_time_minutes=1440, kill_wait_seconds=10)
+    bad = run(world, BASE, limits=small)
+    lines = [p.line() for p in bad.problems]
+    assert len(lines) == 1 and "SHUTDOWN_GRACE" in lines[0] and "KillWait of 10 s" in lines[0]
+    assert "set SHUTDOWN_GRACE to at most 5" in lines[0]
+    good = run(world, {**BASE, "SHUTDOWN_GRACE": "5"}, limits=small)
+    assert good.ok and good.job.kill_wait_seconds == 10  # carried into the spec
+    late = run(world, {**BASE, "SHUTDOWN_GRACE": "5", "MAX_RESTARTS": "1", "SIGNAL_SECONDS": "5"},
+               limits=small)
+    lines = [p.line() for p in late.problems]
+    assert len(lines) == 1 and "SIGNAL_SECONDS" in lines[0] and "at least 10" in lines[0]
+    unknown = run(world, {**BASE, "SHUTDOWN_GRACE": "40"})  # KillWait unknown: a warning
+    assert unknown.ok and any("KillWait is not known" in w for w in unknown.warnings)
+
+
+@pytest.mark.parametrize("text, seconds", [("60", 3600), ("0", 0), ("0:30", 30), ("01:00:00", 3600)])
+def test_trainer_idle_timeout_and_tunnel_down_limit_are_durations(world, text, seconds):
+    job = run(world, {**BASE, "TRAINER_IDLE_TIMEOUT": text, "TUNNEL_DOWN_LIMIT": text}).job
+    assert job.trainer_idle_timeout_seconds == seconds and job.tunnel_down_limit_seconds == seconds
+
+
+def test_a_bad_idle_timeout_is_one_line(world):
+    lines = [p.line() for p in run(world, {**BASE, "TRAINER_IDLE_TIMEOUT": "soon"}).problems]
+    assert len(lines) == 1 and "TRAINER_IDLE_TIMEOUT" in lines[0] and "is not a duration" in lines[0]
+
+
 def test_partition_limits_from_the_scheduler_apply_to_any_partition(world):
     gpu = PartitionLimits("gpu", max_nodes=3, max_time_minutes=2880)
     result = run(world, {**BASE, "PARTITION": "gpu", "NUM_NODES": "4"}, limits=gpu)

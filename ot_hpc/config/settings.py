@@ -146,8 +146,19 @@ SETTINGS: Tuple[Setting, ...] = (
             group="tunnel"),
     Setting("SHUTDOWN_GRACE", "--shutdown-grace", "int", "seconds between SIGTERM and "
             "SIGKILL when stopping the trainer; keep it below Slurm's KillWait (commonly "
-            "30 s), or Slurm SIGKILLs the runner before it has stopped Ray", default="15",
+            "30 s), or Slurm SIGKILLs the runner before it has stopped Ray (checked against "
+            "the cluster's KillWait at submission: at most KillWait - 5)", default="15",
             group="tunnel"),
+    Setting("TRAINER_IDLE_TIMEOUT", "--trainer-idle-timeout", "duration", "stop the trainer "
+            "and fail the job (exit 7) when it has printed nothing at all for this long: "
+            "minutes (60), MM:SS or HH:MM:SS; 0 = never. SkyRL prints every step, and vLLM "
+            "start-up and checkpoints print too: an hour of silence is a hang (a dead NCCL "
+            "peer), which would otherwise hold the allocation until the time limit",
+            default="60", group="trainer"),
+    Setting("TUNNEL_DOWN_LIMIT", "--tunnel-down-limit", "duration", "fail the job (exit 3) "
+            "when the SSH tunnel has been down and could not be restarted for this long: "
+            "minutes (10), MM:SS or HH:MM:SS; 0 = never. The watchdog keeps retrying (1, 2, "
+            "4 ... 30 s apart) until then", default="10", group="tunnel"),
 )
 
 SETTINGS_BY_KEY: Dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -25,20 +25,19 @@ from ..cluster_facts import Cluster, interconnect_hostname
 from ..rayauth import installed_ray_version
 from ..runstate import RunState
 from ..spec import JobSpec, read_spec, spec_problem
-from . import egress, raysecurity, requeue, shutdown
+from . import egress, raysecurity, requeue, shutdown, teardown
 from .cluster_check import check_host, cluster_of
 from .envload import load_environment
-from .exit_codes import EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_NODE_LOST, EXIT_SIGNAL_BASE, EXIT_UPLOAD
+from .exit_codes import (EXIT_EGRESS, EXIT_ENV, EXIT_INTERNAL, EXIT_NODE_LOST, EXIT_SIGNAL_BASE,
+                         EXIT_TRAINER_IDLE, EXIT_UPLOAD, trainer_exit_reason)
 from .jobenv import JobEnvironment, NotInSlurmJob
 from .joblog import JobLog, PhaseError
 from .ports import choose_plan, worker_port_count
 from .progress_report import ProgressReport
-from .private import remove_private_dir
 from .statefile import StateFile
 from .ray_cluster import RayCluster, Stopped, node_address, nodes_share_host, parse_ray_resources
 from .trainer import Trainer
 
-RAY_STOP_GRACE = 4.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 SSH_KNOWN_HOSTS_VAR = "SSH_KNOWN_HOSTS"
 
@@ -74,6 +73,9 @@ class Runner:
         self.upload_failed = False
         self.secret_keys: tuple = ()  # names from the secret env file (values never kept here)
         self.trainer_exit: Optional[int] = None  # the trainer's own exit status, once known
+        self.trainer_reason: Optional[str] = None  # one line: how the trainer ended
+        self.stop_at: Optional[float] = None  # monotonic: when the stop signal arrived
+        self.sigterm_query: Optional[requeue.SigtermCause] = None
         self.state = StateFile(spec.state_path(job.job_id), RunState(
             job_id=job.job_id, phase="starting", phase_started_at=time.time(), updated_at=time.time(),
             nodes_expected=job.num_nodes, restart_count=job.restart_count,
@@ -94,6 +96,10 @@ class Runner:
             return
         if self.stop_signal is None:
             self.stop_signal = signum
+            self.stop_at = time.monotonic()  # Slurm's SIGKILL follows KillWait after this
+            if signum == signal.SIGTERM:  # scancel, preemption or a failed node? (asked now)
+                self.sigterm_query = requeue.SigtermCause(self.job.job_id, self.job.restart_count,
+                                                          lambda m: self.log.line("runner", m))
             self.pending_notes.append(f"received {signal.Signals(signum).name}: stopping")
         self.stop_event.set()
 
@@ -279,15 +285,30 @@ class Runner:
         if code is None:
             raise Stopped("stopped by a signal during training")
         self.trainer_exit = code
-        self.log.line("training", f"trainer exited with code {code}")
+        raw = self.trainer.raw_exit()
+        self.trainer_reason = trainer_exit_reason(code if raw is None else raw)
+        self.log.line("training", self.trainer_reason if code else f"trainer exited with code {code}")
         return code
 
     def _training_tick(self) -> None:
         """A node lost during training ends the job (SkyRL cannot go on without it)."""
         self.flush_notes()
+        idle, limit = self.trainer.idle_seconds(), self.spec.trainer_idle_timeout_seconds
+        if limit and idle > limit:
+            raise PhaseError(f"the trainer printed nothing for {idle:.0f} s (TRAINER_IDLE_TIMEOUT "
+                             f"{limit} s): hung? stopped it", EXIT_TRAINER_IDLE)
+        self.check_tunnel()
         problems = self.ray.health_problems() if self.ray is not None else []
         if problems:
             raise PhaseError(f"{problems[0]}: the job cannot go on without it", EXIT_NODE_LOST)
+
+    def check_tunnel(self) -> None:
+        """Fail the job (exit 3) once the tunnel has been down longer than TUNNEL_DOWN_LIMIT."""
+        limit = self.spec.tunnel_down_limit_seconds
+        down = self.tunnel.down_for() if self.tunnel is not None else 0.0
+        if limit and down > limit:
+            raise PhaseError(f"the SSH tunnel to {self.tunnel.login} has been down for {down:.0f} s "
+                             f"and could not be restarted (TUNNEL_DOWN_LIMIT {limit} s)", EXIT_EGRESS)
 
     def phase_upload(self) -> None:
         """Upload the final policy's HF files (the trainer exited 0). In a thread, so a
@@ -327,31 +348,6 @@ class Runner:
         self.log.line("upload", f"uploaded {len(names)} file(s) to {spec.upload_repo}"
                       + (f": {url}" if url else ""))
         self.state.update(details={"upload_files": len(names), "upload_commit": url})
-
-    # ---- shutdown --------------------------------------------------------------------
-    def shutdown(self) -> None:
-        self.state.update(phase="shutdown")
-        grace = float(self.spec.shutdown_grace_seconds)
-        if self.trainer is not None and self.trainer.running():
-            self.log.line("shutdown", f"stopping the trainer (SIGTERM, SIGKILL after {grace:g} s)")
-            note = self.trainer.stop(grace)
-            if note:
-                self.log.line("shutdown", note)
-        if self.ray is not None:
-            killed = self.ray.stop(RAY_STOP_GRACE)
-            self.log.line("shutdown", "Ray head and workers stopped"
-                          + (f" (killed after {RAY_STOP_GRACE:g} s: {', '.join(killed)})" if killed else ""))
-        if self.tunnel is not None:
-            self.tunnel.stop()
-            self.log.line("shutdown", f"tunnel closed ({self.tunnel.restarts} restart(s) of ssh, "
-                                      f"{self.tunnel.relay_restarts} of the relay during the job)")
-        left = shutdown.sweep(self.marker, grace=1.0)
-        if left:
-            self.log.line("shutdown", f"killed {len(left)} leftover process(es) of this job on {self.job.batch_node}")
-        if self.security is not None and os.environ.get("OT_HPC_KEEP_RAY_TEMP") != "1":
-            remove_private_dir(self.security.private_dir)  # the agents remove theirs; the backstop
-        if self.port_lock is not None:
-            self.port_lock.release()
 
     # ---- the whole job ---------------------------------------------------------------
     def run(self) -> int:
@@ -402,16 +398,18 @@ class Runner:
             self.log.line("runner", message)
         finally:
             self.flush_notes()
+            if message is None and code != 0:
+                message = self.trainer_reason or f"trainer exited with code {code}"
             try:
                 with self.log.phase("shutdown"):
-                    self.shutdown()
+                    notes = teardown.shut_down(self, code, message)
+                message = "; ".join([m for m in (message, *notes) if m]) or None
             except Exception as exc:
                 self.log.line("runner", f"shutdown error: {type(exc).__name__}: {exc}")
         return self.finish(code, message)
 
     def finish(self, code: int, message: Optional[str]) -> int:
-        cause = requeue.sigterm_cause(self.stop_signal, self.trainer_exit, self.job.job_id,
-                                      self.job.restart_count, lambda m: self.log.line("runner", m))
+        cause = requeue.sigterm_cause(self.stop_signal, self.trainer_exit, self.sigterm_query)
         result = requeue.outcome(code, self.stop_signal, self.trainer_exit, self.upload_failed, cause)
         decision = requeue.should_requeue(result, self.job.restart_count, self.spec.max_restarts)
         if self.spec.max_restarts:

@@ -11,6 +11,7 @@ never when Slurm requeued the job itself (PreemptMode=REQUEUE, a failed node): s
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Optional
 
 from . import stopcause
@@ -45,6 +46,9 @@ def outcome(exit_code: int, stop_signal: Optional[int], trainer_exit: Optional[i
 
 
 RESTARTABLE = (FAILURE, TIME_LIMIT, PREEMPTED)
+# Asking Slurm why a SIGTERM came: at most this long (it runs beside the shutdown; a
+# controller that does not answer in time means the user's stop: no requeue).
+CAUSE_QUERY_SECONDS = 1.5
 
 
 def should_requeue(result: str, restart_count: int, max_restarts: int) -> bool:
@@ -61,18 +65,15 @@ def describe(result: str, restart_count: int, max_restarts: int) -> str:
     return f"not requeueing: {result}"
 
 
-def sigterm_cause(stop_signal: Optional[int], trainer_exit: Optional[int], job_id: str,
-                  restart_count: int, say: Callable[[str], None]) -> Optional[str]:
-    """Why a SIGTERM came (:mod:`.stopcause`), None for any other end. Asks the controller
-    once (scheduler layer); one that does not answer gives the user's stop (never requeued)."""
-    import signal
-
+def ask_sigterm_cause(job_id: str, restart_count: int, say: Callable[[str], None]) -> str:
+    """Why a SIGTERM came (:mod:`.stopcause`): the controller asked once (scheduler layer,
+    at most CAUSE_QUERY_SECONDS); one that does not answer gives the user's stop."""
     from ..scheduler import get_scheduler
+    from ..scheduler.deadline import Deadline
 
-    if stop_signal != signal.SIGTERM or trainer_exit == 0:
-        return None
     try:
-        record = get_scheduler().get_job(int(str(job_id).split("_")[0]))
+        scheduler = get_scheduler().use_deadline(Deadline(CAUSE_QUERY_SECONDS))
+        record = scheduler.get_job(int(str(job_id).split("_")[0]))
     except Exception as exc:  # noqa: BLE001 - any scheduler trouble: never requeue
         say(f"SIGTERM: cannot ask Slurm why ({exc}): treated as scancel")
         return stopcause.USER_STOP
@@ -84,6 +85,40 @@ def sigterm_cause(stop_signal: Optional[int], trainer_exit: Optional[int], job_i
     say(f"SIGTERM: {stopcause.describe_cause(cause)} (Slurm: JobState={report.state} "
         f"Restarts={report.restart_count} PreemptTime={report.preempt_time or 'None'})")
     return cause
+
+
+class SigtermCause:
+    """:func:`ask_sigterm_cause` in a thread started the moment the SIGTERM arrives, so the
+    answer is there when the shutdown is done and the question never costs KillWait time."""
+
+    def __init__(self, job_id: str, restart_count: int, say: Callable[[str], None],
+                 ask: Callable[[str, int, Callable[[str], None]], str] = ask_sigterm_cause):
+        self._cause: Optional[str] = None
+        self._say = say
+        self._thread = threading.Thread(target=self._run, args=(ask, job_id, restart_count),
+                                        name="sigterm-cause", daemon=True)
+        self._thread.start()
+
+    def _run(self, ask, job_id: str, restart_count: int) -> None:
+        self._cause = ask(job_id, restart_count, self._say)
+
+    def cause(self, wait_seconds: float = 0.5) -> str:
+        self._thread.join(wait_seconds)
+        if self._cause is None:
+            self._say("SIGTERM: Slurm did not say why in time: treated as scancel")
+            return stopcause.USER_STOP
+        return self._cause
+
+
+def sigterm_cause(stop_signal: Optional[int], trainer_exit: Optional[int],
+                  query: Optional[SigtermCause]) -> Optional[str]:
+    """The SIGTERM's cause for :func:`outcome`; None for any other end (or a trainer that
+    had already succeeded: nothing to requeue)."""
+    import signal
+
+    if stop_signal != signal.SIGTERM or trainer_exit == 0:
+        return None
+    return query.cause() if query is not None else stopcause.USER_STOP
 
 
 def final_message(message: Optional[str], code: int, decision: bool, result: str) -> Optional[str]:
@@ -100,5 +135,6 @@ def final_message(message: Optional[str], code: int, decision: bool, result: str
 def requeue(job_id: str) -> None:
     """Ask Slurm to requeue this job under the same id (raises SchedulerError)."""
     from ..scheduler import get_scheduler
+    from ..scheduler.deadline import Deadline
 
     get_scheduler().requeue(int(str(job_id).split("_")[0]))

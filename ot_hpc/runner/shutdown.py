@@ -126,8 +126,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         time.sleep(interval)
 
 
-def stop_group(pgid: int, grace: float) -> bool:
-    """SIGTERM the process group, SIGKILL it after ``grace`` s. True if it was gone in time."""
+def stop_group(pgid: int, grace: float, kill_wait: float = 2.0) -> bool:
+    """SIGTERM the process group, SIGKILL it after ``grace`` s (then wait at most
+    ``kill_wait`` s for it to go). True if it was gone in time."""
     if not group_alive(pgid):
         return True
     signal_group(pgid, signal.SIGCONT)
@@ -135,11 +136,12 @@ def stop_group(pgid: int, grace: float) -> bool:
     if wait_until(lambda: not group_alive(pgid), grace):
         return True
     signal_group(pgid, signal.SIGKILL)
-    wait_until(lambda: not group_alive(pgid), 2.0)
+    wait_until(lambda: not group_alive(pgid), kill_wait)
     return False
 
 
-def sweep(marker: str, grace: float = 1.0, exclude: Sequence[int] = ()) -> List[int]:
+def sweep(marker: str, grace: float = 1.0, exclude: Sequence[int] = (),
+          kill_wait: float = 2.0) -> List[int]:
     """Kill every process of this job left on this node; return the pids found."""
     pids = marked_processes(marker, exclude)
     if not pids:
@@ -148,5 +150,5 @@ def sweep(marker: str, grace: float = 1.0, exclude: Sequence[int] = ()) -> List[
     wait_until(lambda: not any(is_running(p) for p in pids), grace)
     left = [p for p in pids if is_running(p)]
     signal_pids(left, signal.SIGKILL)
-    wait_until(lambda: not any(is_running(p) for p in left), 2.0)
+    wait_until(lambda: not any(is_running(p) for p in left), kill_wait)
     return pids

@@ -38,6 +38,7 @@ class Trainer:
         self.observer = observer
         self.process = None
         self.started_at: Optional[float] = None
+        self.last_output_at: Optional[float] = None  # monotonic: the hang detector's clock
 
     @property
     def pid(self) -> Optional[int]:
@@ -46,17 +47,23 @@ class Trainer:
     def start(self) -> None:
         import sh
 
-        self.started_at = time.monotonic()
+        self.started_at = self.last_output_at = time.monotonic()
         self.process = sh.Command(self.argv[0])(
             *self.argv[1:], _bg=True, _bg_exc=False, _new_session=True, _tty_out=False,
-            _env=self.env, _cwd=self.cwd, _out=self.sink if self.observer is None else self._output,
+            _env=self.env, _cwd=self.cwd, _out=self._output,
             _err_to_out=True,
             _ok_code=list(range(256)), _decode_errors="replace",
         )
 
     def _output(self, chunk: str) -> None:
+        self.last_output_at = time.monotonic()
         self.sink(chunk)
-        self.observer.feed(chunk)  # returns None: sh keeps calling (a true value would stop it)
+        if self.observer is not None:
+            self.observer.feed(chunk)  # returns None: sh keeps calling (a true value would stop it)
+
+    def idle_seconds(self) -> float:
+        """Seconds since the trainer last printed anything (or started)."""
+        return 0.0 if self.last_output_at is None else time.monotonic() - self.last_output_at
 
     def _flush(self, final: bool = False) -> None:
         if self.observer is not None:
@@ -76,7 +83,8 @@ class Trainer:
             self._flush()
         return self.exit_code()
 
-    def exit_code(self) -> Optional[int]:
+    def raw_exit(self) -> Optional[int]:
+        """The exit status as the process layer has it: negative when a signal killed it."""
         if self.process is None:
             return None
         try:
@@ -85,16 +93,19 @@ class Trainer:
             pass
         self._flush(final=True)
         try:
-            return exit_status(self.process.process.exit_code)
+            return self.process.process.exit_code
         except Exception:
             return None
 
-    def stop(self, grace: float) -> Optional[str]:
+    def exit_code(self) -> Optional[int]:
+        return exit_status(self.raw_exit())
+
+    def stop(self, grace: float, kill_wait: float = 2.0) -> Optional[str]:
         """Stop the trainer's process group; return a note when SIGKILL was needed."""
         if self.process is None:
             return None
         pgid = self.process.pid
         self._flush()
-        if shutdown.stop_group(pgid, grace):
+        if shutdown.stop_group(pgid, grace, kill_wait):
             return None
         return f"trainer did not stop within {grace:g} s of SIGTERM: killed"

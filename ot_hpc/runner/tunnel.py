@@ -10,7 +10,9 @@
 A watchdog thread checks both every second and restarts whichever is down, with backoff
 (1, 2, 4, 8, 16, 30 s), on the same control path and the same port, logging each
 restart; it never restarts anything once the job is stopping (``halt``), and
-:meth:`Tunnel.stop` never waits long for it. Their output goes to the job log line by
+:meth:`Tunnel.stop` ends within the time it is given (its share of the shutdown budget,
+:mod:`ot_hpc.shutdown_budget`). :meth:`Tunnel.down_for` says how long it has been down
+(the runner fails the job past ``TUNNEL_DOWN_LIMIT``). Their output goes to the job log line by
 line, never into a variable that becomes a command.
 """
 from __future__ import annotations
@@ -134,6 +136,7 @@ class Tunnel:
         self._stop = threading.Event()
         self._watchdog: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+        self.down_since: Optional[float] = None  # monotonic, while the watchdog finds it broken
 
     @property
     def url(self) -> str:
@@ -151,6 +154,11 @@ class Tunnel:
 
     def alive(self) -> bool:
         return self.ssh.alive() and self.relay.alive()
+
+    def down_for(self) -> float:
+        """Seconds the tunnel has been down without a successful restart (0 while up)."""
+        since = self.down_since
+        return 0.0 if since is None else time.monotonic() - since
 
     # ---- readiness --------------------------------------------------------------------
     def _ssh_ready(self) -> bool:
@@ -178,10 +186,14 @@ class Tunnel:
             os.unlink(self.control_path)  # a stale socket of a killed ssh: ssh would not replace it
         except OSError:
             pass
+        if self._stop.is_set():
+            raise TunnelError("the tunnel is being stopped")
         self.ssh.launch()
         return self._wait(self.ssh, self._ssh_ready, "ssh's control socket")
 
     def _start_relay(self) -> float:
+        if self._stop.is_set():
+            raise TunnelError("the tunnel is being stopped")
         self.relay.launch()
         return self._wait(self.relay, self._relay_ready, f"SOCKS port {self.bind_address}:{self.port}")
 
@@ -218,7 +230,10 @@ class Tunnel:
             broken = self._broken()
             if broken is None:
                 failures = 0
+                self.down_since = None
                 continue
+            if self.down_since is None:
+                self.down_since = time.monotonic()
             child, why = broken
             label, count = ("tunnel", self.restarts) if child is self.ssh else ("relay", self.relay_restarts)
             delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
@@ -253,22 +268,24 @@ class Tunnel:
         return True
 
     # ---- stopping ---------------------------------------------------------------------
-    def _kill_all(self) -> None:
+    def _kill_all(self, grace: float = KILL_GRACE) -> None:
         for child in (self.relay, self.ssh):
             child.terminate()
-        deadline = time.monotonic() + KILL_GRACE
+        deadline = time.monotonic() + grace
         for child in (self.relay, self.ssh):
             child.reap(deadline)
 
-    def stop(self) -> None:
-        """Stop both, within about ``KILL_GRACE`` seconds whatever the watchdog is doing
-        (its waits end on ``_stop``; the lock is only waited for briefly)."""
+    def stop(self, timeout: float = 2 * KILL_GRACE) -> None:
+        """Stop both within about ``timeout`` seconds whatever the watchdog is doing (a
+        restart in progress ends on ``_stop``): a quarter of it waiting for the watchdog,
+        a quarter for its lock, the rest between SIGTERM and SIGKILL."""
         self._stop.set()
+        quarter = max(0.05, timeout / 4)
         if self._watchdog is not None:
-            self._watchdog.join(timeout=1.0)
-        locked = self._lock.acquire(timeout=1.0)
+            self._watchdog.join(timeout=quarter)
+        locked = self._lock.acquire(timeout=quarter)
         try:
-            self._kill_all()
+            self._kill_all(max(0.1, timeout - 2 * quarter))
         finally:
             if locked:
                 self._lock.release()

@@ -241,6 +241,9 @@ class PartitionLimits:
     max_time_minutes: Optional[int] = None
     exists: bool = True
     available: Tuple[str, ...] = ()
+    # The cluster's KillWait (seconds between Slurm's SIGTERM and SIGKILL when a job ends),
+    # which every job's shutdown there must fit in; None when unknown.
+    kill_wait_seconds: Optional[int] = None
 
 
 def call_lines(callee: str, arguments: Mapping[str, Any], elided: Iterable[str] = ()) -> List[str]:
@@ -358,9 +361,19 @@ class Scheduler(abc.ABC):
         partitions there are; None when the backend cannot tell. Read-only. Raises
         SchedulerError (and its subclasses) like :meth:`get_partition`."""
         info = self.get_partition(name)
+        kill_wait = self.kill_wait_seconds()
         if info is not None:
-            return PartitionLimits(name, info.node_limit, info.max_time_minutes)
+            return PartitionLimits(name, info.node_limit, info.max_time_minutes,
+                                   kill_wait_seconds=kill_wait)
         names = self.list_partition_names()
         if not names:
             return None
-        return PartitionLimits(name, exists=False, available=tuple(names))
+        return PartitionLimits(name, exists=False, available=tuple(names), kill_wait_seconds=kill_wait)
+
+    def kill_wait_seconds(self) -> Optional[int]:
+        """The controller's KillWait in seconds; None when it cannot be told. Read-only.
+        This default reads the slurm.conf this login node's Slurm reads (a file read); the
+        backends ask the controller."""
+        from .slurmconf import configured_kill_wait
+
+        return configured_kill_wait()

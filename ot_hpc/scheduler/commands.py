@@ -27,6 +27,7 @@ from .slurm_text import (
     SACCT_FIELDS,
     clean_slurm_message,
     int_or_none,
+    kill_wait_from_config,
     parse_sacct,
     parse_scontrol_fields,
     parse_squeue,
@@ -343,3 +344,12 @@ class CommandScheduler(Scheduler):
 
     def list_partition_names(self) -> Optional[List[str]]:
         return [p.name for p in self._show_partitions() or []]
+
+    def kill_wait_seconds(self) -> Optional[int]:
+        """KillWait from ``scontrol show config`` (the controller's), else slurm.conf's."""
+        result = self._run(["scontrol", "show", "config"])
+        if result.returncode == 0:
+            found = kill_wait_from_config(result.stdout)
+            if found is not None:
+                return found
+        return super().kill_wait_seconds()

@@ -352,6 +352,21 @@ class PyslurmScheduler(Scheduler):
             raise self._failure(f"cannot read partition {name}", exc) from None
         return partition_from_pyslurm(part) if part is not None else None
 
+    def kill_wait_seconds(self) -> Optional[int]:
+        """``pyslurm.slurmctld.Config.load().kill_wait`` (pyslurm 25.11: slurmctld/config.pyx,
+        seconds); slurm.conf's when this pyslurm has no slurmctld config API."""
+        config_api = getattr(getattr(self._pyslurm, "slurmctld", None), "Config", None)
+        if config_api is None:
+            return super().kill_wait_seconds()
+        try:
+            config = self._call("read the controller's configuration", config_api.load)
+        except ControllerUnreachable:
+            raise
+        except self._errors as exc:
+            raise self._failure("cannot read the controller's configuration", exc) from None
+        value = getattr(config, "kill_wait", None)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
     def list_partition_names(self) -> Optional[List[str]]:
         try:
             parts = self._call("list partitions", self._pyslurm.Partitions.load)

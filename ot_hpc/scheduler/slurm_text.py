@@ -283,3 +283,13 @@ def clean_slurm_message(stderr: str) -> str:
         if line and line not in lines:
             lines.append(line)
     return "; ".join(lines) or "no message from Slurm"
+
+
+def kill_wait_from_config(text: str) -> Optional[int]:
+    """KillWait in seconds from ``scontrol show config`` (``KillWait = 30 sec``), or None."""
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "KillWait":
+            number = value.strip().split(" ", 1)[0]
+            return int(number) if number.isdigit() else None
+    return None

@@ -26,19 +26,36 @@ def config_paths(environ: Optional[Mapping[str, str]] = None) -> Tuple[str, ...]
     return (configured,) if configured else DEFAULT_CONFIG_PATHS
 
 
-def configured_cluster_name(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
-    """ClusterName of the slurm.conf this login node's Slurm reads (``$SLURM_CONF``, else
-    the usual places); None when there is none. A file read, no Slurm call."""
+def configured_value(name: str, environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The value of ``name`` (matched case-blind) in the slurm.conf this login node's Slurm
+    reads (``$SLURM_CONF``, else the first of the usual places that sets it); None when
+    unset or no file. A file read, no Slurm call."""
     for path in config_paths(environ):
         try:
             with open(path) as handle:
                 for line in handle:
                     key, _, value = line.split("#", 1)[0].partition("=")
-                    if key.strip().lower() == "clustername" and value.strip():
+                    if key.strip().lower() == name.lower() and value.strip():
                         return value.strip()
         except OSError:
             continue
     return None
+
+
+def configured_cluster_name(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """ClusterName of this login node's slurm.conf; None when there is none."""
+    return configured_value("ClusterName", environ)
+
+
+def configured_kill_wait(environ: Optional[Mapping[str, str]] = None) -> Optional[int]:
+    """KillWait of this login node's slurm.conf in seconds (Slurm's default 30 when the file
+    sets none); None without a readable slurm.conf."""
+    if not any(os.path.isfile(p) for p in config_paths(environ)):
+        return None
+    value = configured_value("KillWait", environ)
+    if value is None:
+        return 30
+    return int(value) if value.isdigit() else None
 
 
 def serves_cluster(cluster: Any, environ: Optional[Mapping[str, str]] = None) -> bool:

@@ -118,6 +118,22 @@ class Fields:
             return None
         return number
 
+    def duration_seconds(self, key: str) -> Optional[int]:
+        """A duration setting in seconds: minutes (60), MM:SS, HH:MM:SS or D-HH:MM:SS; 0 = off."""
+        text = self.value(key)
+        if text is None:
+            return None
+        from ..durations import parse_duration_seconds
+
+        try:
+            seconds = parse_duration_seconds(text)
+        except ValueError:
+            seconds = None
+        if seconds is None:
+            self.problem(key, "is not a duration", f"set {self.flag(key)} to minutes (60), "
+                         "MM:SS (0:30), HH:MM:SS, or 0 for never")
+        return seconds
+
     def required(self, key: str) -> bool:
         if self.value(key) is None:
             setting = SETTINGS_BY_KEY[key]

@@ -69,6 +69,11 @@ class ValidatedJob:
     # what was detected in TRAINER_PYTHON (lines for --show-config and the dry run).
     skyrl_line: str = "skyrl"
     skyrl_summary: Tuple[str, ...] = ()
+    # The cluster's KillWait as its Slurm reported it at submission (None: unknown), and
+    # the hang and tunnel limits (seconds, 0 = never): see ot_hpc.shutdown_budget.
+    kill_wait_seconds: Optional[int] = None
+    trainer_idle_timeout_seconds: int = 0
+    tunnel_down_limit_seconds: int = 0
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ FALLBACKS: Mapping[str, Any] = {
     "max_restarts": 0, "hold": False, "signal_seconds": 300, "entrypoint": "",
     "runner_python": "", "trainer_python": "", "ssh_port": 22,
     "ray_join_timeout_seconds": 300, "shutdown_grace_seconds": 15,
+    "trainer_idle_timeout_seconds": 0, "tunnel_down_limit_seconds": 0,
 }
 _NOT_JOB_FIELDS = ("secret_keys", "skyrl_own_entrypoint", "trainer_ray", "needs_tunnel_mode", "skyrl_check_mode", "predownload_mode")
 

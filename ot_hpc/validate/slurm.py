@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..durations import parse_time_limit_minutes
 from ..hostlist import expand_hostlist, split_hostlist_items
-from .fields import Context, Fields, Section
+from ..shutdown_budget import grace_problem, max_grace, signal_problem
+from .fields import Context, Fields, Section, int_of
 
 MAX_SIGNAL_SECONDS = 65535  # Slurm's limit for --signal ...@<seconds>
 
@@ -121,16 +122,45 @@ def ray_resources(fields: Fields) -> str:
     return json.dumps(data, separators=(", ", ": ")) if data else ""
 
 
+def shutdown_controls(context: Context, fields: Fields, found: Mapping[str, Any]) -> Dict[str, Any]:
+    """SHUTDOWN_GRACE and SIGNAL_SECONDS against the cluster's KillWait (as its Slurm
+    reported it: ``partition_limits.kill_wait_seconds``), which the spec then carries."""
+    limits = context.partition_limits
+    kill_wait = limits.kill_wait_seconds if limits is not None else None
+    grace = fields.integer("SHUTDOWN_GRACE", 0)
+    signal = fields.integer("SIGNAL_SECONDS", 0, MAX_SIGNAL_SECONDS)
+    restarts = int_of(fields.value("MAX_RESTARTS")) or 0
+    if grace is not None:
+        problem = grace_problem(grace, kill_wait)
+        if problem:
+            fields.problem("SHUTDOWN_GRACE", *problem)
+            grace = None
+        elif kill_wait is None and grace > max_grace(None):
+            fields.warnings.append(f"SHUTDOWN_GRACE {grace} s: this cluster's KillWait is not "
+                                   f"known here, and Slurm's default (30 s) leaves room for "
+                                   f"at most {max_grace(None)} s")
+    minutes = found.get("time_limit_minutes")
+    if grace is not None and signal is not None:
+        effective = min(signal, minutes * 60 // 4) if minutes else signal
+        problem = signal_problem(effective, grace, kill_wait, restarts)
+        if problem:
+            cut = f" (capped at a quarter of TIME_LIMIT: {effective} s)" if effective < signal else ""
+            fields.problem("SIGNAL_SECONDS", problem[0] + cut, problem[1])
+            signal = None
+    return dict(signal_seconds=signal, shutdown_grace_seconds=grace, kill_wait_seconds=kill_wait)
+
+
 def check_controls(context: Context, found: Mapping[str, Any]) -> Section:
     """Restarts, hold, signals, ports, timeouts and the auto/true/false switches."""
     fields = Fields(context.config, context.cwd)
     return fields.section(dict(
         max_restarts=fields.integer("MAX_RESTARTS", 0, 100),
         hold=fields.boolean("HOLD"),
-        signal_seconds=fields.integer("SIGNAL_SECONDS", 0, MAX_SIGNAL_SECONDS),
         ssh_port=fields.integer("SSH_PORT", 1, 65535),
         ray_join_timeout_seconds=fields.integer("RAY_JOIN_TIMEOUT", 1),
-        shutdown_grace_seconds=fields.integer("SHUTDOWN_GRACE", 0),
+        trainer_idle_timeout_seconds=fields.duration_seconds("TRAINER_IDLE_TIMEOUT"),
+        tunnel_down_limit_seconds=fields.duration_seconds("TUNNEL_DOWN_LIMIT"),
+        **shutdown_controls(context, fields, found),
         ray_resources=ray_resources(fields),
         needs_tunnel_mode=fields.choice("NEEDS_TUNNEL"),
         skyrl_check_mode=fields.choice("SKYRL_CHECK") or "auto",

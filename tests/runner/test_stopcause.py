@@ -4,6 +4,7 @@ The rows are what ``scontrol show job -o`` said on the local cluster (Slurm 22.0
 runner's SIGTERM handler's moment) for each way a job is stopped; see stopcause's docstring.
 """
 import signal
+import time
 
 import pytest
 
@@ -64,9 +65,20 @@ def test_describe_and_final_message_say_who_requeued():
 
 def test_sigterm_cause_asks_only_after_a_sigterm():
     said = []
-    assert requeue.sigterm_cause(signal.SIGUSR2, None, "1", 0, said.append) is None
-    assert requeue.sigterm_cause(signal.SIGTERM, 0, "1", 0, said.append) is None  # trainer done
+    query = requeue.SigtermCause("1", 0, said.append, ask=lambda job_id, restarts, say: stopcause.PREEMPTED)
+    assert requeue.sigterm_cause(signal.SIGUSR2, None, query) is None
+    assert requeue.sigterm_cause(signal.SIGTERM, 0, query) is None  # trainer done
+    assert requeue.sigterm_cause(signal.SIGTERM, None, query) == stopcause.PREEMPTED
+    assert requeue.sigterm_cause(signal.SIGTERM, None, None) == stopcause.USER_STOP
     assert said == []
+
+
+def test_a_controller_that_does_not_answer_in_time_means_the_users_stop():
+    said = []
+    slow = requeue.SigtermCause("2", 0, said.append,
+                                ask=lambda job_id, restarts, say: (time.sleep(1), stopcause.PREEMPTED)[1])
+    assert slow.cause(wait_seconds=0.05) == stopcause.USER_STOP
+    assert said and "treated as scancel" in said[0]
 
 
 def test_the_scontrol_fields_reach_the_report():

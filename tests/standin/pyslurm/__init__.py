@@ -1,11 +1,12 @@
 # Stand-in for pyslurm 25.11.2 pyslurm/__init__.py, backed by the local Slurm cluster
 # through Slurm's commands (see _bridge.py). Names exported as there:
 #   __version__ (version.py); db, constants; Job, Jobs, JobSubmitDescription
-#   (core/job/__init__.py); Partition, Partitions (core/partition.pyx, __init__.py:26); error, PyslurmError, RPCError (core/error.pyx);
+#   (core/job/__init__.py); Partition, Partitions (core/partition.pyx, __init__.py:26);
+#   slurmctld (core/slurmctld: Config.load().kill_wait only); error, PyslurmError, RPCError (core/error.pyx);
 #   slurm_init, slurm_fini (api.pyx), called at import unless PYSLURM_DISABLE_AUTO_INIT;
 #   the Slurm error numbers that pyslurm/deprecated.pyx re-exports via
 #   pydefines/slurm_errno_*.pxi (only those in core/error.py ERRNO_NAMES).
-# Not modelled: Node(s), Reservation(s), JobStep(s), slurmctld, enums,
+# Not modelled: Node(s), Reservation(s), JobStep(s), the rest of slurmctld, enums,
 # utils, the deprecated API.
 """pyslurm 25.11.2 stand-in (tests only)."""
 import os
@@ -21,6 +22,7 @@ from .core.job import (  # noqa: F401
     JobSubmitDescription,
 )
 from .core.partition import Partition, Partitions  # noqa: F401
+from .core import slurmctld  # noqa: F401
 from .core import error  # noqa: F401
 from .core.error import (  # noqa: F401
     PyslurmError,
