@@ -291,7 +291,8 @@ class Runner:
         return code
 
     def _training_tick(self) -> None:
-        """A node lost during training ends the job (SkyRL cannot go on without it)."""
+        """Each tick of training: a silent trainer (TRAINER_IDLE_TIMEOUT), a tunnel down too
+        long (TUNNEL_DOWN_LIMIT) or a node lost (SkyRL cannot go on without it) ends the job."""
         self.flush_notes()
         idle, limit = self.trainer.idle_seconds(), self.spec.trainer_idle_timeout_seconds
         if limit and idle > limit:
