@@ -275,7 +275,9 @@ def test_shutdown_grace_defaults_to_15_seconds(world):
 
 def test_shutdown_grace_and_signal_seconds_are_checked_against_the_clusters_killwait(world):
     small = PartitionLimits("debug", max_nodes=3, max_time_minutes=1440, kill_wait_seconds=10)
-    bad = run(world, BASE, limits=small)
+    fitted = run(world, BASE, limits=small)  # the built-in 15 s shrinks to what KillWait leaves
+    assert fitted.ok and fitted.job.shutdown_grace_seconds == 5
+    bad = run(world, {**BASE, "SHUTDOWN_GRACE": "15"}, limits=small)  # one the user chose: refused
     lines = [p.line() for p in bad.problems]
     assert len(lines) == 1 and "SHUTDOWN_GRACE" in lines[0] and "KillWait of 10 s" in lines[0]
     assert "set SHUTDOWN_GRACE to at most 5" in lines[0]

@@ -124,12 +124,16 @@ def ray_resources(fields: Fields) -> str:
 
 def shutdown_controls(context: Context, fields: Fields, found: Mapping[str, Any]) -> Dict[str, Any]:
     """SHUTDOWN_GRACE and SIGNAL_SECONDS against the cluster's KillWait (as its Slurm
-    reported it: ``partition_limits.kill_wait_seconds``), which the spec then carries."""
+    reported it: ``partition_limits.kill_wait_seconds``), which the spec then carries. The
+    built-in grace shrinks to what KillWait leaves; a grace the user set that does not fit
+    is a problem."""
     limits = context.partition_limits
     kill_wait = limits.kill_wait_seconds if limits is not None else None
     grace = fields.integer("SHUTDOWN_GRACE", 0)
     signal = fields.integer("SIGNAL_SECONDS", 0, MAX_SIGNAL_SECONDS)
     restarts = int_of(fields.value("MAX_RESTARTS")) or 0
+    if grace is not None and kill_wait is not None and context.config.source("SHUTDOWN_GRACE") == "built-in":
+        grace = min(grace, max_grace(kill_wait))  # the default fits the cluster; a chosen value must
     if grace is not None:
         problem = grace_problem(grace, kill_wait)
         if problem:

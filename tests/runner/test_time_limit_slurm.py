@@ -1,0 +1,49 @@
+"""The time-limit warning against the real local cluster: Slurm's ``--signal=B:USR2@N``
+(what every job of ot-submit asks for) reaches the runner, which stops the trainer (it
+checkpoints), requeues the job while restarts are left, and the next run resumes from the
+checkpoint. ``scancel --batch --signal=USR2`` is exactly what Slurm sends N seconds before
+the limit, without waiting for it. Next to it: a user's scancel of the same kind of job
+(SIGTERM, asked of Slurm: CANCELLED) is never requeued (tests/runner/test_node_faults_slurm.py
+has that and preemption, which needs the 'urgent' partition).
+"""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from ot_hpc.scheduler import JobState, get_scheduler
+
+from ..conftest import wait_for
+from .test_runner_slurm import assert_clean, experiments, ray_available, submit  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "ray_available")]
+
+
+def _ran_again(job, restarts=1):
+    record = job.record()
+    return record if record and record.state.is_finished and record.restart_count >= restarts else None
+
+
+def test_the_time_limit_warning_checkpoints_and_requeues(experiments, tmp_path):
+    release, ckpt = tmp_path / "release", tmp_path / "ckpt"
+    job = submit(experiments, "usr2", 1, [f"demo.wait_for_file={release}", f"demo.checkpoint_dir={ckpt}"],
+                 max_restarts=1, time_limit=30)
+    try:
+        wait_for(lambda: "demo: waiting for" in job.log(), 120, f"job {job.id} to be training")
+        subprocess.run(["scancel", "--batch", "--signal=USR2", str(job.id)], check=True, timeout=30)
+        wait_for(lambda: "[runner] exit " in job.log(), 60, f"job {job.id}'s run to end after USR2")
+        text = job.log()
+        assert "received SIGUSR2: stopping" in text, text[-3000:]
+        assert "[runner] exit 140" in text, text[-3000:]
+        assert "requeued: Slurm will run this job again under the same id" in text, text[-3000:]
+        assert "SIGTERM: " not in text  # USR2 is the time limit: Slurm is not asked why
+        release.write_text("go")
+        final = wait_for(lambda: _ran_again(job), 300, f"job {job.id} to run again and end")
+        text = job.log()
+        assert final.state == JobState.COMPLETED and final.restart_count == 1, text[-3000:]
+        assert "resuming from checkpoint step 1" in text
+        assert job.state().phase == "done"
+        assert_clean(job)
+    finally:
+        get_scheduler("cli").cancel(job.id)
