@@ -280,7 +280,7 @@ def run_runner(tmp_path, monkeypatch, hub_url, trainer_code, repo="org/policy", 
     monkeypatch.setattr(runner, "phase_egress", lambda: None)
     monkeypatch.setattr(runner, "phase_ray", lambda: None)
     monkeypatch.setattr(runner, "phase_training", training)
-    monkeypatch.setattr(runner, "shutdown", lambda: None)
+    monkeypatch.setattr(runner_main.teardown, "shut_down", lambda _runner, _code, _message: [])
     code = runner.run()
     state = read_state(spec.state_path("77"))
     return code, stream.getvalue(), state
