@@ -97,6 +97,15 @@ install() {
     fi
     ensure_venv
     ensure_skyrl_venvs
+    ensure_clients
+}
+
+# What the tests run as the job's clients would: curl (and so git's HTTP) through the
+# proxy. A minimal Debian (the Debian 13 lane's chroot) has no curl.
+ensure_clients() {
+    command -v curl >/dev/null && return 0
+    say "installing curl"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends curl >/dev/null
 }
 
 setup() {
@@ -106,6 +115,7 @@ setup() {
     fi
     ensure_venv
     ensure_skyrl_venvs
+    ensure_clients
 }
 
 case ${1:-} in
