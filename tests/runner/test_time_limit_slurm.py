@@ -32,7 +32,9 @@ def test_the_time_limit_warning_checkpoints_and_requeues(experiments, tmp_path):
     try:
         wait_for(lambda: "demo: waiting for" in job.log(), 120, f"job {job.id} to be training")
         subprocess.run(["scancel", "--batch", "--signal=USR2", str(job.id)], check=True, timeout=30)
-        wait_for(lambda: "[runner] exit " in job.log(), 60, f"job {job.id}'s run to end after USR2")
+        # the runner logs "[runner] exit 140" first, then requeues and says how that went
+        wait_for(lambda: any(said in job.log() for said in ("[runner] requeued: ", "[runner] requeue failed")),
+                 60, f"job {job.id}'s run to end and requeue after USR2")
         text = job.log()
         assert "received SIGUSR2: stopping" in text, text[-3000:]
         assert "[runner] exit 140" in text, text[-3000:]
