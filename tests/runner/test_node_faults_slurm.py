@@ -20,7 +20,8 @@ from ot_hpc.scheduler import JobState, get_scheduler
 
 from ..conftest import wait_for
 from ..faultkit import dead_node, node_state, require_faults
-from .test_runner_slurm import assert_clean, experiments, ray_available, submit  # noqa: F401 (fixtures)
+from .test_runner_slurm import (assert_clean, assert_resumed_and_completed, experiments,  # noqa: F401
+                                ray_available, submit)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.faults,
               pytest.mark.usefixtures("slurm_cluster", "ray_available", "local_network")]
@@ -35,11 +36,6 @@ def _faults(local_network):
     require_faults()
     if local_network.mode != "separate":
         pytest.skip("killing one node needs separate hosts (a network namespace per node)")
-
-
-def _ran_again(job, restarts=1):
-    record = job.record()
-    return record if record and record.state.is_finished and record.restart_count >= restarts else None
 
 
 def test_a_node_dying_mid_training_ends_the_job_and_it_runs_again(experiments, tmp_path):
@@ -65,14 +61,9 @@ def test_a_node_dying_mid_training_ends_the_job_and_it_runs_again(experiments, t
             assert state.phase == "failed" and "requeued" in (state.message or ""), state
             release.write_text("go")
             print(f"{worker} state after the run: {node_state(worker)}")
-        final = wait_for(lambda: _ran_again(job), 300, f"job {job.id} to run again and end")
-        text = job.log()
+        text = assert_resumed_and_completed(job)
         print(f"killed -> second run done: {time.monotonic() - killed:.1f} s; "
               + [l for l in text.splitlines() if "the job cannot go on" in l or "SIGTERM:" in l][0])
-        assert final.state == JobState.COMPLETED and final.restart_count == 1, text[-3000:]
-        assert "resuming from checkpoint step 1" in text
-        assert job.state().phase == "done"
-        assert_clean(job)
     finally:
         get_scheduler("cli").cancel(job.id)
 
@@ -104,12 +95,8 @@ def test_a_preempted_job_is_requeued_by_slurm_and_resumes(experiments, tmp_path,
         assert_clean(job, timeout=30)
         assert "requeued by Slurm" in (job.state().message or "")
         release.write_text("go")
-        final = wait_for(lambda: _ran_again(job), 300, f"job {job.id} to run again and end")
-        text = job.log()
-        assert final.state == JobState.COMPLETED and final.restart_count == 1, text[-3000:]
-        assert "resuming from checkpoint step 1" in text
+        assert_resumed_and_completed(job)
         print(f"preempted -> second run done: {time.monotonic() - preempted:.1f} s")
-        assert_clean(job)
     finally:
         get_scheduler("cli").cancel(job.id)
         if urgent:

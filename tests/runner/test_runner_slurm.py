@@ -171,6 +171,22 @@ def assert_clean(job: Job, timeout: float = 15) -> None:
     wait_for(lambda: not job.busy_ports(), timeout, f"job {job.id}'s ports to be free")
 
 
+def assert_resumed_and_completed(job: Job, timeout: float = 300) -> str:
+    """A requeued job's next run (restart 1) resumed from the demo's checkpoint, completed
+    and left nothing behind; returns the whole log."""
+    def ran_again():
+        record = job.record()
+        return record if record and record.state.is_finished and record.restart_count >= 1 else None
+
+    final = wait_for(ran_again, timeout, f"job {job.id} to run again and end")
+    text = job.log()
+    assert final.state == JobState.COMPLETED and final.restart_count == 1, text[-3000:]
+    assert "resuming from checkpoint step 1" in text
+    assert job.state().phase == "done"
+    assert_clean(job)
+    return text
+
+
 # ---- two jobs at once on the same nodes (also the happy path) ----------------------------
 @pytest.fixture(scope="module")
 def job_pair(experiments, login_sshd, http_url, tmp_path_factory):

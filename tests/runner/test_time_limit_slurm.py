@@ -12,17 +12,13 @@ import subprocess
 
 import pytest
 
-from ot_hpc.scheduler import JobState, get_scheduler
+from ot_hpc.scheduler import get_scheduler
 
 from ..conftest import wait_for
-from .test_runner_slurm import assert_clean, experiments, ray_available, submit  # noqa: F401 (fixtures)
+from .test_runner_slurm import (assert_resumed_and_completed, experiments, ray_available,  # noqa: F401
+                                submit)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster", "ray_available")]
-
-
-def _ran_again(job, restarts=1):
-    record = job.record()
-    return record if record and record.state.is_finished and record.restart_count >= restarts else None
 
 
 def test_the_time_limit_warning_checkpoints_and_requeues(experiments, tmp_path):
@@ -41,11 +37,6 @@ def test_the_time_limit_warning_checkpoints_and_requeues(experiments, tmp_path):
         assert "requeued: Slurm will run this job again under the same id" in text, text[-3000:]
         assert "SIGTERM: " not in text  # USR2 is the time limit: Slurm is not asked why
         release.write_text("go")
-        final = wait_for(lambda: _ran_again(job), 300, f"job {job.id} to run again and end")
-        text = job.log()
-        assert final.state == JobState.COMPLETED and final.restart_count == 1, text[-3000:]
-        assert "resuming from checkpoint step 1" in text
-        assert job.state().phase == "done"
-        assert_clean(job)
+        assert_resumed_and_completed(job)
     finally:
         get_scheduler("cli").cancel(job.id)
